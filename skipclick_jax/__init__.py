@@ -1,0 +1,1 @@
+"""SkipClick interactive segmentation in JAX/Flax."""
