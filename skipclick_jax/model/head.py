@@ -1,0 +1,56 @@
+"""SegFormer-style head (original `SwinTransfomerSegHead` with `upsample` x1 / x2 / x4)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .layers import ConvTranspose2x2, Dtype, gelu, group_norm
+from .resize import resize_bilinear
+
+
+class _UpConv(nn.Module):
+    """ConvT 2×2/2 → GN → 1×1 → GN → GELU, halving the channels (original `up_conv1`/`up_conv2`)."""
+
+    features: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = group_norm("norm1", self.dtype)(ConvTranspose2x2(self.features, self.dtype, name="deconv")(x))
+        x = nn.Dense(self.features, dtype=self.dtype, name="conv")(x)
+        return gelu(group_norm("norm2", self.dtype)(x))
+
+
+class SegHead(nn.Module):
+    """Per-level 1×1 conv + ReLU, bilinear (align_corners=False) to the finest level, concat,
+    1×1 fusion conv + ReLU, optional ×2/×4 up-convs, channel dropout, 1×1 classifier."""
+
+    channels: int  # the original's `channels` (256 for x1)
+    upsample: str = "x1"
+    num_classes: int = 1
+    dropout: float = 0.1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, features: list[jax.Array], train: bool = False) -> jax.Array:
+        width = self.channels * {"x1": 1, "x2": 2, "x4": 4}[self.upsample]
+        size = features[0].shape[1:3]
+        outs = [
+            resize_bilinear(nn.relu(nn.Dense(width, dtype=self.dtype, name=f"convs_{k}")(f)), size, False)
+            for k, f in enumerate(features)
+        ]
+        x = nn.relu(nn.Dense(width, dtype=self.dtype, name="fusion_conv")(jnp.concatenate(outs, axis=-1)))
+        # up_conv1/2 exist in every checkpoint; for x1 they are created but unused, like the original's.
+        up1 = _UpConv(width // 2, self.dtype, name="up_conv1")
+        up2 = _UpConv(width // 4, self.dtype, name="up_conv2")
+        if self.is_initializing():  # every checkpoint has both up-convs, whatever `upsample` is
+            up2(up1(x))
+        if self.upsample in ("x2", "x4"):
+            x = up1(x)
+        if self.upsample == "x4":
+            x = up2(x)
+        # Dropout2d: whole channels, per sample.
+        x = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="conv_seg")(x)
