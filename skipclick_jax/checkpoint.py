@@ -1,0 +1,148 @@
+"""Saving and loading SkipClick weights: an Orbax parameter checkpoint plus a JSON config, written atomically.
+
+Layout of a converted/exported directory::
+
+    <dir>/config.json     {"format": "skipclick-jax", "version": 1, "config": {...SkipClickConfig...}, ...}
+    <dir>/params/         Orbax StandardCheckpointer tree of float32 parameters
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .config import DinoV2Config, SkipClickConfig
+from .convert.torch_io import CheckpointError
+from .model.skipclick import SkipClick, param_shapes
+
+FORMAT = "skipclick-jax"
+ENCODER_FORMAT = "skipclick-jax-encoder"
+VERSION = 1
+
+
+@contextmanager
+def atomic_directory(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `out_dir` only if the block succeeds."""
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists (pass overwrite=True / --overwrite to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(out_dir: str | Path, record: dict[str, Any], params: Any, overwrite: bool) -> Path:
+    import orbax.checkpoint as ocp
+
+    with atomic_directory(out_dir, overwrite) as tmp:
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp / "params", jax.tree.map(jnp.asarray, params))
+            ckptr.wait_until_finished()
+        (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    return Path(out_dir)
+
+
+def save_params(
+    out_dir: str | Path,
+    config: SkipClickConfig,
+    params: Any,
+    *,
+    overwrite: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write `params` (Orbax) and `config` (JSON) to `out_dir`; nothing is left behind on failure."""
+    record = {"format": FORMAT, "version": VERSION, "config": config.to_dict(), **(metadata or {})}
+    return _write(out_dir, record, params, overwrite)
+
+
+def save_encoder(
+    out_dir: str | Path, config: DinoV2Config, params: Any, *, overwrite: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write DINOv2 encoder parameters (e.g. converted hub weights) like `save_params`."""
+    record = {"format": ENCODER_FORMAT, "version": VERSION, "config": dataclasses.asdict(config), **(metadata or {})}
+    return _write(out_dir, record, params, overwrite)
+
+
+def _read_record(directory: str | Path, fmt: str) -> dict[str, Any]:
+    path = Path(directory) / "config.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint config ({e})") from e
+    if record.get("format") != fmt:
+        raise CheckpointError(f"{path}: a {record.get('format')!r} checkpoint, expected {fmt!r}")
+    return record
+
+
+def read_config(directory: str | Path) -> SkipClickConfig:
+    """The `SkipClickConfig` stored in a converted checkpoint directory."""
+    return SkipClickConfig.from_dict(_read_record(directory, FORMAT)["config"])
+
+
+def _restore(directory: Path, target: Any) -> Any:
+    import orbax.checkpoint as ocp
+
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            return ckptr.restore(directory.absolute() / "params", target)
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged trees
+        raise CheckpointError(f"{directory}/params: cannot restore the parameters ({type(e).__name__}: {e})") from e
+
+
+def load_encoder(path: str | Path, name: str | None = None) -> tuple[DinoV2Config, Any]:
+    """DINOv2 encoder weights: a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …) or a `save_encoder` dir."""
+    path = Path(path)
+    if path.is_dir():
+        config = DinoV2Config(**_read_record(path, ENCODER_FORMAT)["config"])
+        from .convert.dinov2_hub import dinov2_param_shapes
+
+        return config, _restore(path, dinov2_param_shapes(config))
+    from .convert.dinov2_hub import read_dinov2_pth
+
+    config, params = read_dinov2_pth(path, name)
+    return config, jax.tree.map(jnp.asarray, params)
+
+
+def load_checkpoint(
+    path: str | Path, *, config: SkipClickConfig | None = None, dtype: Any = jnp.float32
+) -> tuple[SkipClick, Any]:
+    """Load SkipClick weights: an original `.pth`, or a directory written by `skipclick convert`/training.
+
+    Returns `(model, params)`; use them as `model.apply({'params': params}, image, prev_mask, points)`.
+    `dtype` is the compute dtype of the returned module (parameters stay float32).
+    """
+    path = Path(path)
+    if path.is_dir():
+        config = config or read_config(path)
+        params = _restore(path, param_shapes(config))
+    elif path.exists():
+        from .convert.skipclick_checkpoint import read_skipclick_pth
+
+        config, params = read_skipclick_pth(path, config)
+        params = jax.tree.map(jnp.asarray, params)
+    else:
+        raise CheckpointError(f"{path}: no such file or directory")
+    return SkipClick(config, dtype=dtype), params

@@ -1,0 +1,77 @@
+"""`skipclick convert`: an original SkipClick or DINOv2 hub `.pth` → an Orbax checkpoint + JSON config."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DinoV2Config, SkipClickConfig
+from .dinov2_hub import dinov2_param_shapes, hub_name_from_filename
+from .mapping import UNUSED_BY_FORWARD, dinov2_entries
+from .skipclick_checkpoint import _ENC, infer_config, infer_encoder_config, params_from_state
+from .strict import torch_to_flax
+from .torch_io import CheckpointError, read_pth, state_dict_of
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    kind: str  # "skipclick" or "dinov2"
+    config: SkipClickConfig | DinoV2Config
+    num_params: int
+    out_dir: Path
+
+    def summary(self) -> str:
+        lines = [f"converted a {self.kind} checkpoint: {self.num_params:,} parameters → {self.out_dir}"]
+        if isinstance(self.config, SkipClickConfig):
+            c = self.config
+            lines.append(
+                f"  encoder {c.encoder_name} ({c.encoder.depth} blocks, {c.encoder.embed_dim} wide, "
+                f"{c.encoder.num_registers} registers), taps {list(c.taps)}, fuse_taps={c.fuse_taps}, "
+                f"skip_connections={c.skip_connections}, fusion depth {c.fusion_depth}, "
+                f"training size {c.image_size}, upsample {c.upsample}"
+            )
+            lines.append("  carried but unused by the forward (kept so the export back is exact):")
+            lines += [f"    {k}: {v}" for k, v in UNUSED_BY_FORWARD.items()]
+        else:
+            lines.append(f"  {self.config}")
+        return "\n".join(lines)
+
+
+def convert_file(
+    src: str | Path,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    config: SkipClickConfig | None = None,
+    encoder_name: str | None = None,
+) -> ConversionReport:
+    """Convert `src` (SkipClick `{'state_dict','config'}` or DINOv2 hub state dict) into `out_dir`.
+
+    Every key is mapped strictly; on any error nothing is written.
+    """
+    from ..checkpoint import save_encoder, save_params
+
+    src = Path(src)
+    state, stored = state_dict_of(read_pth(src), src)
+    meta = {"source": str(src.absolute())}
+    if any(k.startswith(_ENC) for k in state):
+        if config is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                config = infer_config(state, stored, src)
+        params = params_from_state(state, config, src)
+        save_params(out_dir, config, params, overwrite=overwrite, metadata=meta)
+        kind = "skipclick"
+    elif "cls_token" in state and "pos_embed" in state:
+        config = infer_encoder_config(state, "", encoder_name or hub_name_from_filename(src), src)
+        params = torch_to_flax(state, dinov2_entries(config), dinov2_param_shapes(config), src)
+        save_encoder(out_dir, config, params, overwrite=overwrite, metadata=meta)
+        kind = "dinov2"
+    else:
+        sample = ", ".join(list(state)[:5])
+        raise CheckpointError(f"{src}: neither a SkipClick nor a DINOv2 checkpoint (keys: {sample}, …)")
+    count = int(sum(np.size(v) for v in state.values()))
+    return ConversionReport(kind, config, count, Path(out_dir))
