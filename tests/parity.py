@@ -1,0 +1,88 @@
+"""Shared helpers for tests that compare the Flax model with the independent PyTorch reference."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import torch
+
+from skipclick_jax import SkipClick
+from tests.torch_reference import ReferenceDinoV2, ReferenceSkipClick, randomize_, save_original_checkpoint
+
+# A small encoder the original could have been built with: 12 blocks (it always taps 2, 5, 8, 11),
+# head width 64 like every DINOv2, so the configuration is also inferable from the checkpoint alone.
+SMALL_DINOV2 = dict(embed_dim=128, depth=12, num_heads=2, mlp_ratio=4.0, ffn="mlp", num_register_tokens=4,
+                    patch_size=14, pos_grid=9, interpolate_antialias=True, interpolate_offset=0.0)
+
+# Reference constructor arguments of each paper / repository configuration, at small size.
+SMALL_BASE = dict(img_size=112, fusion_depth=4, fusion_heads=4, neck_out_dims=(16, 24, 32, 40), head_channels=16)
+VARIANTS = {
+    "skipclick": dict(use_intermediate=(2, 5, 8, 11), skip_connections=True),
+    "intermediate": dict(use_intermediate=(2, 5, 8, 11), skip_connections=False),
+    "frozen": dict(use_intermediate=(11,), skip_connections=False),
+    "baseline": dict(use_intermediate=(11,), skip_connections=False),  # + trained_extractor in the config
+    "depth2": dict(fusion_depth=2),
+    "depth3": dict(fusion_depth=3),
+    "depth5": dict(fusion_depth=5),
+    "depth6": dict(fusion_depth=6),
+    "upsample_x2": dict(upsample="x2", head_channels=8),
+    "upsample_x4": dict(upsample="x4", head_channels=4),
+}
+
+
+def make_reference(variant: str = "skipclick", seed: int = 0, dinov2: dict | None = None) -> ReferenceSkipClick:
+    kwargs = {**SMALL_BASE, **VARIANTS[variant]}
+    ref = ReferenceSkipClick(dinov2=ReferenceDinoV2(**(dinov2 or SMALL_DINOV2)), **kwargs)
+    return randomize_(ref, seed=seed).eval()
+
+
+def write_checkpoint(ref: ReferenceSkipClick, path, variant: str = "skipclick", **overrides) -> None:
+    extra = {"extractor_type": "dinov2_custom"} if ref.feature_extractor.dinov2.hparams["embed_dim"] != 768 else {}
+    if variant == "baseline":
+        extra["trained_extractor"] = True
+    save_original_checkpoint(ref, path, **{**extra, **overrides})
+
+
+def random_inputs(batch: int, size: int, seed: int = 0, n_points: int = 3):
+    """image (B,S,S,3) in [0,1], soft prev_mask (B,S,S,1), points (B,2N,3) with fractional and padded rows."""
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(size=(batch, size, size, 3)).astype(np.float32)
+    prev = rng.uniform(size=(batch, size, size, 1)).astype(np.float32) ** 3
+    points = np.full((batch, 2 * n_points, 3), -1.0, np.float32)
+    for b in range(batch):
+        for slot in (0, 1, n_points):  # two positives, one negative; the rest stay padding
+            points[b, slot] = (rng.uniform(0, size - 1), rng.uniform(0, size - 1), slot)
+        points[b, 1, :2] = np.round(points[b, 1, :2])  # an integer click too
+    return image, prev, points
+
+
+def reference_outputs(ref: ReferenceSkipClick, image, prev, points) -> dict:
+    x4 = torch.from_numpy(np.concatenate([image, prev], -1).transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        out = ref.intermediates(x4, torch.from_numpy(points))
+    taps = [t.numpy() for t in out["taps"]]
+    return {"taps": taps, "logits": out["logits"].numpy().transpose(0, 2, 3, 1)}
+
+
+@functools.cache
+def jitted(model: SkipClick, method: str | None = None):
+    fn = getattr(SkipClick, method) if method else None
+    return jax.jit(lambda params, *args: model.apply({"params": params}, *args, method=fn))
+
+
+def _taps_and_logits(module: SkipClick, image, prev, points):
+    taps = module.taps(image)
+    return taps, module.decode(module.features_from_taps(taps), prev, points)
+
+
+@functools.cache
+def taps_and_logits(model: SkipClick):
+    """One compiled call giving both the encoder taps and the full-forward logits (saves a compile)."""
+    return jax.jit(lambda params, *args: model.apply({"params": params}, *args, method=_taps_and_logits))
+
+
+def max_relative(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |b|: the relative error measure used for features."""
+    return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
