@@ -1,30 +1,22 @@
-"""The `skipclick` command: convert, demo, (and the tools of the other modules)."""
+"""The `skipclick` command. Each feature module registers its own subcommand (`register(subparsers)`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-
-def _convert(args: argparse.Namespace) -> int:
-    from .convert.command import convert_file
-
-    report = convert_file(args.src, args.out, overwrite=args.overwrite, encoder_name=args.encoder)
-    print(report.summary())
-    return 0
+# Modules providing `register(subparsers)`; each adds one subcommand with `set_defaults(run=...)`.
+COMMAND_MODULES = [
+    "skipclick_jax.convert.command",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipclick", description="SkipClick interactive segmentation in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("convert", help="original SkipClick / DINOv2 hub .pth → Orbax checkpoint + JSON config")
-    p.add_argument("src", help="SkipClick checkpoint ({'state_dict','config'}) or dinov2_vit*14*_pretrain.pth")
-    p.add_argument("out", help="output directory (written atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    p.add_argument("--encoder", default=None,
-                   help="DINOv2 hub name (e.g. dinov2_vitb14_reg) when the file name does not say it")
-    p.set_defaults(run=_convert)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -33,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
-    except (CheckpointError, FileExistsError, FileNotFoundError) as e:
+        return int(args.run(args) or 0)
+    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"skipclick {args.command}: error: {e}", file=sys.stderr)
         return 2
 

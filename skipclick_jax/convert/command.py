@@ -75,3 +75,20 @@ def convert_file(
         raise CheckpointError(f"{src}: neither a SkipClick nor a DINOv2 checkpoint (keys: {sample}, …)")
     count = int(sum(np.size(v) for v in state.values()))
     return ConversionReport(kind, config, count, Path(out_dir))
+
+
+def register(subparsers) -> None:
+    """`skipclick convert SRC OUT [--overwrite] [--encoder NAME]`."""
+    p = subparsers.add_parser("convert", help="original SkipClick / DINOv2 hub .pth → Orbax checkpoint + JSON config")
+    p.add_argument("src", help="SkipClick checkpoint ({'state_dict','config'}) or dinov2_vit*14*_pretrain.pth")
+    p.add_argument("out", help="output directory (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--encoder", default=None,
+                   help="DINOv2 hub name (e.g. dinov2_vitb14_reg) when the file name does not say it")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> int:
+    report = convert_file(args.src, args.out, overwrite=args.overwrite, encoder_name=args.encoder)
+    print(report.summary())
+    return 0

@@ -2,6 +2,9 @@
 
 from .clicks import ClickOffsets, click_offsets, disk_maps
 from .dinov2 import DinoV2
-from .skipclick import ImageFeatures, SkipClick
+from .init import init_params
+from .skipclick import ImageFeatures, SkipClick, param_shapes
 
-__all__ = ["ClickOffsets", "DinoV2", "ImageFeatures", "SkipClick", "click_offsets", "disk_maps"]
+__all__ = [
+    "ClickOffsets", "DinoV2", "ImageFeatures", "SkipClick", "click_offsets", "disk_maps", "init_params", "param_shapes",
+]

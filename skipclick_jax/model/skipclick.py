@@ -139,7 +139,3 @@ def param_shapes(config: SkipClickConfig) -> dict:
     """The parameter tree of `config` as ShapeDtypeStructs (no computation)."""
     return jax.eval_shape(lambda: SkipClick(config).init(jax.random.key(0), *_dummy_inputs(config)))["params"]
 
-
-def init_params(config: SkipClickConfig, rng: jax.Array) -> dict:
-    """Freshly initialised parameters (training from scratch; load the encoder afterwards)."""
-    return jax.jit(SkipClick(config).init)(rng, *_dummy_inputs(config))["params"]
