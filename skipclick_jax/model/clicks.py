@@ -52,7 +52,7 @@ def _click_offsets_float64(points: np.ndarray, height: int, width: int) -> Click
     dx = (np.arange(width, dtype=np.float64) - points[..., 1:2]).astype(np.float32)
     dy2 = np.where(valid[..., None], dy * dy, _FAR)
     dx2 = np.where(valid[..., None], dx * dx, _FAR)
-    return ClickOffsets(jnp.asarray(dy2), jnp.asarray(dx2))
+    return ClickOffsets(jax.device_put(dy2), jax.device_put(dx2))
 
 
 def disk_maps(offsets: ClickOffsets, radius: float) -> jax.Array:

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .layers import ConvTranspose2x2, Dtype, gelu, group_norm
+from .layers import ConvTranspose2x2, Dtype, deconv2x2, gelu, group_norm, patch_conv
 
 
 class _FirstLayer(nn.Module):
@@ -32,13 +32,7 @@ class _FirstLayer(nn.Module):
         """The layer applied to input channels [start, start + C) only (C = x's channel count)."""
         k = self.kernel[:, :, start : start + x.shape[-1]].astype(self.dtype)
         x = x.astype(self.dtype)
-        b, h, w, _ = x.shape
-        if self.kind == "deconv":
-            y = jnp.einsum("bhwc,pqco->bhpwqo", x, k).reshape(b, 2 * h, 2 * w, self.features)
-        elif self.kind == "conv1":
-            y = jnp.einsum("bhwc,co->bhwo", x, k[0, 0])
-        else:
-            y = jnp.einsum("bhpwqc,pqco->bhwo", x.reshape(b, h // 2, 2, w // 2, 2, -1), k)
+        y = deconv2x2(x, k) if self.kind == "deconv" else patch_conv(x, k)
         return y + self.bias.astype(self.dtype) if with_bias else y
 
     def __call__(self, x: jax.Array) -> jax.Array:

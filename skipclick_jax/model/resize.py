@@ -117,10 +117,11 @@ def _lerp_axis(x: jnp.ndarray, axis: int, n_out: int, align_corners: bool) -> jn
 def resize_bilinear(x: jnp.ndarray, size: tuple[int, int], align_corners: bool) -> jnp.ndarray:
     """`F.interpolate(x, size, mode='bilinear', align_corners=...)` without antialiasing (NHWC)."""
     h, w = size
-    if x.shape[1] != h:
-        x = _lerp_axis(x, 1, h, align_corners)
+    # Width first, then height: the order in which PyTorch's kernels combine the four taps.
     if x.shape[2] != w:
         x = _lerp_axis(x, 2, w, align_corners)
+    if x.shape[1] != h:
+        x = _lerp_axis(x, 1, h, align_corners)
     return x
 
 
