@@ -13,6 +13,7 @@ from .checkpoints import (
     save_original_checkpoint,
 )
 from .dinov2 import ReferenceDinoV2, dinov2_kwargs
+from .predictor import ReferencePredictor
 from .random_init import randomize_
 from .skipclick import IMAGENET_MEAN, IMAGENET_STD, ReferenceSkipClick, click_disk_maps
 
@@ -21,6 +22,7 @@ __all__ = [
     "IMAGENET_STD",
     "IsegmStub",
     "ReferenceDinoV2",
+    "ReferencePredictor",
     "ReferenceSkipClick",
     "click_disk_maps",
     "dinov2_kwargs",
