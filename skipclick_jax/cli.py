@@ -9,6 +9,7 @@ import sys
 # Modules providing `register(subparsers)`; each adds one subcommand with `set_defaults(run=...)`.
 COMMAND_MODULES = [
     "skipclick_jax.convert.command",
+    "skipclick_jax.demo",
 ]
 
 
