@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "skipclick_jax.convert.command",
     "skipclick_jax.demo",
+    "skipclick_jax.inference.bench",
 ]
 
 
