@@ -45,6 +45,7 @@ class DinoV2(nn.Module):
 
     config: DinoV2Config
     dtype: Dtype = jnp.float32
+    attention: str = "auto"  # see layers.attention
 
     @nn.compact
     def __call__(self, x: jax.Array, taps: tuple[int, ...]) -> list[jax.Array]:
@@ -73,7 +74,7 @@ class DinoV2(nn.Module):
         skip = 1 + cfg.num_registers
         outputs = {}
         for i in range(cfg.depth):
-            block = Block(d, cfg.num_heads, cfg.hidden_dim, cfg.ffn, cfg.layerscale, self.dtype,
+            block = Block(d, cfg.num_heads, cfg.hidden_dim, cfg.ffn, cfg.layerscale, self.dtype, self.attention,
                           name=f"blocks_{i}")
             # Blocks past the last tap cannot change the taps: create their parameters, skip the work.
             if i > max(taps):

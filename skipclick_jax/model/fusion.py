@@ -19,12 +19,13 @@ class FusionTransformer(nn.Module):
     mlp_ratio: float
     grid: int  # side of the learned pos-embed grid (training size / patch)
     dtype: Dtype = jnp.float32
+    attention: str = "auto"  # see layers.attention
 
     def setup(self) -> None:
         self.pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (1, self.grid**2, self.dim))
         hidden = int(self.dim * self.mlp_ratio)
         self.blocks = [
-            Block(self.dim, self.num_heads, hidden, dtype=self.dtype, name=f"blocks_{j}")
+            Block(self.dim, self.num_heads, hidden, dtype=self.dtype, attention=self.attention, name=f"blocks_{j}")
             for j in range(self.depth)
         ]
 

@@ -66,13 +66,14 @@ class Attention(nn.Module):
     dim: int
     num_heads: int
     dtype: Dtype = jnp.float32
+    implementation: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n, _ = x.shape
         qkv = nn.Dense(3 * self.dim, dtype=self.dtype, name="qkv")(x)
         q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.num_heads, self.dim // self.num_heads), 2, 0)
-        out = attention(q, k, v).reshape(b, n, self.dim)
+        out = attention(q, k, v, self.implementation).reshape(b, n, self.dim)
         return nn.Dense(self.dim, dtype=self.dtype, name="proj")(out)
 
 
@@ -109,6 +110,7 @@ class Block(nn.Module):
     ffn: str = "mlp"
     layerscale: bool = False
     dtype: Dtype = jnp.float32
+    attention: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -118,7 +120,8 @@ class Block(nn.Module):
             gamma = self.param(name, nn.initializers.constant(1e-5), (self.dim,))
             return y * gamma.astype(y.dtype)
 
-        y = Attention(self.dim, self.num_heads, self.dtype, name="attn")(layer_norm("norm1", self.dtype)(x))
+        attn = Attention(self.dim, self.num_heads, self.dtype, self.attention, name="attn")
+        y = attn(layer_norm("norm1", self.dtype)(x))
         x = x + scaled("ls1", y)
         ffn = SwiGLU if self.ffn == "swiglu" else Mlp
         y = ffn(self.hidden, self.dtype, name="mlp")(layer_norm("norm2", self.dtype)(x))

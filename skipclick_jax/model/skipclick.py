@@ -50,15 +50,17 @@ class SkipClick(nn.Module):
 
     config: SkipClickConfig
     dtype: Dtype = jnp.float32
+    # "auto" (per-head loop on CPU, fused elsewhere), "per_head" or "fused": same math (see layers.attention).
+    attention: str = "auto"
 
     def setup(self) -> None:
         cfg, dt = self.config, self.dtype
-        self.encoder = DinoV2(cfg.encoder, dt)
+        self.encoder = DinoV2(cfg.encoder, dt, self.attention)
         if cfg.fuse_taps:
             self.fuse = nn.Dense(cfg.dim, dtype=dt)
         self.click_embed = PatchConv(cfg.dim, cfg.patch_size, dt)
         self.fusion = FusionTransformer(
-            cfg.dim, cfg.fusion_depth, cfg.fusion_heads, cfg.fusion_mlp_ratio, cfg.fusion_grid, dt
+            cfg.dim, cfg.fusion_depth, cfg.fusion_heads, cfg.fusion_mlp_ratio, cfg.fusion_grid, dt, self.attention
         )
         self.neck = SimpleFPN(cfg.dim, cfg.neck_dims, cfg.skip_connections, dt)
         self.head = SegHead(cfg.head_channels, cfg.upsample, cfg.num_classes, cfg.head_dropout, dt)
