@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.images_dir).is_dir():
         raise FileNotFoundError(f"images folder not found: {args.images_dir}")
     app = build_app(args)
-    server = AnnotationServer(app, args.host, args.port)
+    try:
+        server = AnnotationServer(app, args.host, args.port)
+    except OSError as e:  # port taken, address not on this machine, ...
+        app.close()
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print(f"skipclick annotate — {app.weights}; network size {args.size}, flip TTA {'on' if args.flip else 'off'}, "
           f"{args.dtype}, device {jax.devices()[0].platform}")
     if app.random_weights:
