@@ -344,7 +344,10 @@ class AnnotateApp:
         mask = s.mask()
         if not mask.any():
             raise ApiError(409, f"the mask of object {s.object} is empty: nothing to save")
-        path = self.store.save(s.entry, s.object, mask)
+        try:
+            path = self.store.save(s.entry, s.object, mask)
+        except UnsafeNameError as e:
+            raise ApiError(403, f"refusing to write outside the masks folder: {e}") from None
         s.saved_clicks = tuple(s.session.clicks)
         return path
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..eval.datasets.coco_json import rle_encode
 from .images import ImageEntry
-from .paths import atomic_write, safe_join
+from .paths import UnsafeNameError, atomic_write, safe_join
 
 COCO_FILE = "annotations.json"
 _OBJECT_FILE = re.compile(r"^([1-9]\d{0,5})\.png$")
@@ -88,7 +88,10 @@ class MaskStore:
 
     def saved_objects(self, entry: ImageEntry) -> list[int]:
         """Object indices with a mask PNG on disk, ascending."""
-        folder = safe_join(self.root, entry.key)
+        try:
+            folder = safe_join(self.root, entry.key)
+        except UnsafeNameError:
+            return []  # e.g. a symlink to elsewhere planted in MASKS_DIR: not ours, never read or written
         if not folder.is_dir():
             return []
         found = (_OBJECT_FILE.match(p.name) for p in folder.iterdir())

@@ -182,6 +182,22 @@ def test_path_traversal_is_refused(serve, tmp_path):
     assert len(live.client.get("/api/images").json()) == 3
 
 
+def test_symlinks_in_the_masks_folder_cannot_redirect_writes(serve, tmp_path):
+    masks, outside = tmp_path / "masks", tmp_path / "outside"
+    masks.mkdir()
+    outside.mkdir()
+    (masks / "a").symlink_to(outside, target_is_directory=True)
+    (masks / "uploads").symlink_to(outside, target_is_directory=True)
+    c = serve(masks=masks).client
+    c.post("/api/images/0/click", {"x": 60, "y": 45})
+    r = c.post("/api/images/0/save")
+    assert r.status == 403 and "outside the masks folder" in r.json()["error"]
+    r = c.post("/api/upload?name=x.png", png_bytes(), headers={"Content-Type": "image/png"})
+    assert r.status == 400 and "outside" in r.json()["error"]
+    assert list(outside.iterdir()) == []
+    assert c.get("/api/images").status == 200
+
+
 def test_upload_then_annotate(serve):
     live = serve()
     c = live.client

@@ -306,7 +306,10 @@ document.addEventListener("keydown", (e) => {
   }
 });
 window.addEventListener("beforeunload", (e) => {
-  if (S.current && S.current.dirty) e.preventDefault(); // unsaved clicks: let the browser ask
+  if (S.current && S.current.dirty) {
+    e.preventDefault(); // unsaved clicks: let the browser ask
+    e.returnValue = "";
+  }
 });
 
 (async function init() {
