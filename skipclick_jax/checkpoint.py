@@ -129,7 +129,8 @@ def load_encoder(path: str | Path, name: str | None = None) -> tuple[DinoV2Confi
 def load_checkpoint(
     path: str | Path, *, config: SkipClickConfig | None = None, dtype: Any = jnp.float32
 ) -> tuple[SkipClick, Any]:
-    """Load SkipClick weights: an original `.pth`, or a directory written by `skipclick convert`/training.
+    """Load SkipClick weights: an original `.pth`, a `.safetensors` in the original key names (`skipclick export`),
+    or a directory written by `skipclick convert`/training.
 
     Returns `(model, params)`; use them as `model.apply({'params': params}, image, prev_mask, points)`.
     `dtype` is the compute dtype of the returned module (parameters stay float32).
@@ -138,6 +139,12 @@ def load_checkpoint(
     if path.is_dir():
         config = config or read_config(path)
         params = _restore(path, param_shapes(config))
+    elif path.suffix == ".safetensors" and path.exists():
+        # Original key names; the exact config is in the metadata (`skipclick export … x.safetensors`).
+        from .export.formats import read_skipclick_safetensors
+
+        config, params = read_skipclick_safetensors(path, config)
+        params = jax.tree.map(jnp.asarray, params)
     elif path.exists():
         from .convert.skipclick_checkpoint import read_skipclick_pth
 

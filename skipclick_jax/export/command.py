@@ -1,0 +1,150 @@
+"""`skipclick export CKPT OUT`: weights to the original PyTorch format, safetensors, HF or Orbax.
+
+    skipclick export run/ckpt skipclick.pth                       original {'state_dict','config'} .pth
+    skipclick export run/ckpt skipclick.safetensors               original key names, config in metadata
+    skipclick export run/ckpt dinov2.pth --dinov2-only            DINOv2 hub .pth (plain state dict)
+    skipclick export run/ckpt dinov2.safetensors --dinov2-only [--hf-names]
+    skipclick export run/ckpt hf_dir --dinov2-only --hf-names     HF directory (config.json + model.safetensors)
+    skipclick export model.safetensors converted_dir              any source → Orbax directory
+
+The format follows OUT's suffix (.pth/.pt → pth, .safetensors → safetensors, none → Orbax directory, or a
+Hugging Face directory with --hf-names) unless --format says it. Outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from ..config import DinoV2Config, SkipClickConfig
+from ..convert.torch_io import CheckpointError
+from .load import Weights, load_weights
+
+FORMATS = ("pth", "safetensors", "orbax")
+_SUFFIXES = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors", "": "orbax"}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    kind: str  # "skipclick" or "dinov2"
+    fmt: str  # "pth", "safetensors", "orbax" or "hf"
+    hf_names: bool
+    config: SkipClickConfig | DinoV2Config
+    num_params: int
+    out: Path
+    sharded: bool
+    warnings: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        names = " (Hugging Face names)" if self.hf_names else ""
+        lines = [f"exported a {self.kind} model: {self.num_params:,} parameters → {self.out} [{self.fmt}{names}]"]
+        if self.sharded:
+            lines.append("  parameters were sharded across devices; gathered one tensor at a time")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def output_format(out: str | Path, fmt: str | None, hf_names: bool) -> str:
+    """The output format: `fmt` if given, else from OUT's suffix; 'hf' for a directory with HF names."""
+    if fmt is None:
+        suffix = Path(out).suffix
+        if suffix not in _SUFFIXES:
+            raise CheckpointError(f"{out}: cannot tell the output format from the suffix {suffix!r}; use .pth, "
+                                  ".safetensors, no suffix (a directory), or pass --format {pth,safetensors,orbax}")
+        fmt = _SUFFIXES[suffix]
+    if fmt not in FORMATS:
+        raise CheckpointError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if hf_names:
+        if fmt == "pth":
+            raise CheckpointError("--hf-names writes safetensors (a .safetensors file or a Hugging Face directory)")
+        return "hf" if fmt == "orbax" else fmt
+    return fmt
+
+
+def write_weights(
+    weights: Weights, out: str | Path, fmt: str, *, hf_names: bool = False, overwrite: bool = False
+) -> None:
+    """Write loaded weights in `fmt` ('pth', 'safetensors', 'orbax', 'hf')."""
+    from ..checkpoint import save_encoder, save_params
+    from .formats import save_dinov2_safetensors, save_hf_dinov2_dir, save_skipclick_safetensors
+    from .original import save_dinov2_pth, save_original_pth
+
+    cfg, params, name = weights.config, weights.params, weights.encoder_name
+    if weights.kind == "skipclick":
+        if hf_names:
+            raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only")
+        writer = {"pth": save_original_pth, "safetensors": save_skipclick_safetensors, "orbax": save_params}[fmt]
+        writer(out, cfg, params, overwrite=overwrite)
+    elif fmt == "pth":
+        save_dinov2_pth(out, cfg, params, overwrite=overwrite)
+    elif fmt == "safetensors":
+        save_dinov2_safetensors(out, cfg, params, hf_names=hf_names, name=name, overwrite=overwrite)
+    elif fmt == "hf":
+        save_hf_dinov2_dir(out, cfg, params, name=name, overwrite=overwrite)
+    else:
+        save_encoder(out, cfg, params, overwrite=overwrite, metadata={"encoder_name": name} if name else None)
+
+
+def export_checkpoint(
+    src: str | Path,
+    out: str | Path,
+    *,
+    dinov2_only: bool = False,
+    fmt: str | None = None,
+    hf_names: bool = False,
+    overwrite: bool = False,
+    hf_config: Any = None,
+    encoder_name: str | None = None,
+) -> ExportReport:
+    """Load `src` (any format `load_weights` reads) and write it to `out` (see the module docstring)."""
+    from .original import is_sharded
+
+    out_fmt = output_format(out, fmt, hf_names)
+    if hf_names and not dinov2_only:
+        raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only")
+    if Path(out).exists() and not overwrite:  # fail before the (possibly long) load
+        raise FileExistsError(f"{Path(out).absolute()} already exists (pass --overwrite to replace it)")
+    weights = load_weights(src, hf_config=hf_config, encoder_name=encoder_name)
+    if dinov2_only:
+        weights = weights.encoder()
+    elif weights.kind == "dinov2":
+        raise CheckpointError(f"{src}: holds a DINOv2 encoder only; pass --dinov2-only to export it")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_weights(weights, out, out_fmt, hf_names=hf_names, overwrite=overwrite)
+    count = int(sum(x.size for x in jax.tree.leaves(weights.params)))
+    return ExportReport(weights.kind, out_fmt, hf_names, weights.config, count, Path(out),
+                        is_sharded(weights.params), tuple(str(w.message) for w in caught))
+
+
+def register(subparsers) -> None:
+    """`skipclick export CKPT OUT [--dinov2-only] [--format F] [--hf-names] [--hf-config J] [--encoder N]
+    [--overwrite]`."""
+    p = subparsers.add_parser(
+        "export", help="weights → original PyTorch .pth, safetensors (original/hub/HF names) or Orbax",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("ckpt", help="checkpoint directory, original/hub .pth, .safetensors, or Hugging Face directory")
+    p.add_argument("out", help="output file or directory (written atomically)")
+    p.add_argument("--dinov2-only", action="store_true", help="export only the DINOv2 encoder")
+    p.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from OUT's suffix)")
+    p.add_argument("--hf-names", action="store_true",
+                   help="encoder in Hugging Face Dinov2WithRegisters key names (safetensors only)")
+    p.add_argument("--hf-config", default=None, help="config.json for Hugging Face weights without one beside them")
+    p.add_argument("--encoder", default=None, help="DINOv2 hub name when a hub file's name does not say it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> int:
+    report = export_checkpoint(args.ckpt, args.out, dinov2_only=args.dinov2_only, fmt=args.format,
+                               hf_names=args.hf_names, overwrite=args.overwrite, hf_config=args.hf_config,
+                               encoder_name=args.encoder)
+    print(report.summary())
+    return 0
