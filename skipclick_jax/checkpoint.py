@@ -113,17 +113,23 @@ def _restore(directory: Path, target: Any) -> Any:
 
 
 def load_encoder(path: str | Path, name: str | None = None) -> tuple[DinoV2Config, Any]:
-    """DINOv2 encoder weights: a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …) or a `save_encoder` dir."""
+    """DINOv2 encoder weights from any download or checkpoint → `(DinoV2Config, params)`.
+
+    Accepts a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …), hub- or Hugging-Face-named `.safetensors`,
+    a Hugging Face model directory, a `save_encoder` directory, or a full SkipClick checkpoint (its encoder).
+    `name` is the hub name (e.g. `dinov2_vitb14_reg`) when the file name does not say it.
+    """
     path = Path(path)
-    if path.is_dir():
-        config = DinoV2Config(**_read_record(path, ENCODER_FORMAT)["config"])
-        from .convert.dinov2_hub import dinov2_param_shapes
+    if path.is_dir() and (path / "config.json").is_file():
+        record = json.loads((path / "config.json").read_text())
+        if isinstance(record, dict) and record.get("format") == ENCODER_FORMAT:
+            config = DinoV2Config(**record["config"])
+            from .convert.dinov2_hub import dinov2_param_shapes
 
-        return config, _restore(path, dinov2_param_shapes(config))
-    from .convert.dinov2_hub import read_dinov2_pth
+            return config, _restore(path, dinov2_param_shapes(config))
+    from .export.load import load_dinov2_weights
 
-    config, params = read_dinov2_pth(path, name)
-    return config, jax.tree.map(jnp.asarray, params)
+    return load_dinov2_weights(path, name=name)
 
 
 def load_checkpoint(

@@ -24,11 +24,11 @@ def _format_problems(source: str, missing: list[str], unexpected: list[str], mis
     return "\n".join(lines)
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def flatten_params(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
     flat = {}
     for k, v in tree.items():
         if isinstance(v, Mapping):
-            flat.update(_flatten(v, (*prefix, k)))
+            flat.update(flatten_params(v, (*prefix, k)))
         else:
             flat[(*prefix, k)] = v
     return flat
@@ -53,7 +53,7 @@ def torch_to_flax(
     """Map a PyTorch state dict onto a Flax parameter tree shaped like `expected` (arrays or
     ShapeDtypeStructs). Raises `CheckpointError` naming every missing, unexpected and mis-shaped key."""
     entries = list(entries)
-    expected_flat = _flatten(expected)
+    expected_flat = flatten_params(expected)
     by_key = {e.torch_key: e for e in entries}
     missing = [k for k in by_key if k not in state]
     unexpected = [k for k in state if k not in by_key]
@@ -82,7 +82,7 @@ def flax_to_torch(params: Mapping[str, Any], entries: Iterable[Entry]) -> dict[s
     """The inverse of `torch_to_flax`: a PyTorch-layout state dict (numpy, float32) in table order.
 
     Arrays are gathered to the host one at a time, so sharded parameters never need to fit twice."""
-    flat = _flatten(params)
+    flat = flatten_params(params)
     entries = list(entries)
     covered = {e.flax_path for e in entries}
     extra = ["/".join(p) for p in flat if p not in covered]

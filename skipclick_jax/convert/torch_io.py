@@ -82,7 +82,7 @@ _restricted_pickle = types.SimpleNamespace(
 )
 
 
-def _torch():
+def require_torch():
     try:
         import torch
     except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -94,7 +94,7 @@ def _torch():
 
 def read_pth(path: str | Path) -> Any:
     """Load a `.pth` file into plain Python objects, with tensors as float32/int numpy arrays."""
-    torch = _torch()
+    torch = require_torch()
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")

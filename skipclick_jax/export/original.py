@@ -40,7 +40,7 @@ import numpy as np
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DinoV2Config, SkipClickConfig
 from ..convert.mapping import dinov2_entries, skipclick_entries
 from ..convert.strict import flax_to_torch
-from ..convert.torch_io import CheckpointError, _torch
+from ..convert.torch_io import CheckpointError, require_torch
 from .atomic import atomic_file, check_writable
 from .tensors import dinov2_shapes, skipclick_shapes, torch_sources
 
@@ -160,7 +160,7 @@ def isegm_loss_placeholder() -> Iterator[type]:
     Uses the real class if isegm is already imported; otherwise installs placeholder modules and
     restores `sys.modules` afterwards, so no isegm module outlives the export.
     """
-    torch = _torch()
+    torch = require_torch()
     real = sys.modules.get(LOSS_MODULE)
     if real is not None and hasattr(real, "CrossEntropyLoss"):
         yield real.CrossEntropyLoss
@@ -211,7 +211,7 @@ def isegm_loss_placeholder() -> Iterator[type]:
 
 
 def _to_torch_state(state: dict[str, np.ndarray]) -> OrderedDict:
-    torch = _torch()
+    torch = require_torch()
     # from_numpy shares memory (no second copy); arrays straight from device_get are read-only, copy those.
     arrays = ((k, np.ascontiguousarray(v, np.float32)) for k, v in state.items())
     return OrderedDict((k, torch.from_numpy(a if a.flags.writeable else a.copy())) for k, a in arrays)
@@ -234,7 +234,7 @@ def save_original_pth(
                       "exact, but load the file back with config= (or export safetensors, which stores the "
                       "configuration): " + "; ".join(lost), stacklevel=2)
     state = _to_torch_state(flax_to_torch(params, entries))
-    torch = _torch()
+    torch = require_torch()
     with atomic_file(path, overwrite) as (_, f), isegm_loss_placeholder() as loss_cls:
         torch.save({"state_dict": state, "config": original_record(config, loss_decode=loss_cls())}, f)
     return Path(path)
@@ -248,7 +248,7 @@ def save_dinov2_pth(path: str | Path, config: DinoV2Config, params: Any, *, over
     torch_sources(params, entries, dinov2_shapes(config))
     state = _to_torch_state(flax_to_torch(params, entries))
     with atomic_file(path, overwrite) as (_, f):
-        _torch().save(state, f)
+        require_torch().save(state, f)
     return Path(path)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import DinoV2Config, SkipClickConfig
 from ..convert.mapping import TRANSFORMS, Entry
-from ..convert.strict import _flatten
+from ..convert.strict import flatten_params
 from ..convert.torch_io import CheckpointError
 
 
@@ -71,8 +71,8 @@ def torch_sources(
     and also that every shape is the one `expected` (the parameter shapes of the configuration) gives,
     so a configuration that does not describe the weights fails before anything is written.
     """
-    flat = _flatten(params)
-    want = _flatten(expected)
+    flat = flatten_params(params)
+    want = flatten_params(expected)
     entries = list(entries)
     covered = {e.flax_path for e in entries}
     extra = ["/".join(p) for p in flat if p not in covered]
