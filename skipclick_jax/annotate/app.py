@@ -248,10 +248,13 @@ class AnnotateApp:
         fut = self._prepare(entry)
         try:
             prepared = fut.result()
-        except ImageError as e:
+        except Exception as e:
             with self._lock:
-                self._pending.pop(image_id, None)  # retry reads the file again (it may get fixed)
-            raise ApiError(e.status, e.message) from None
+                if self._pending.get(image_id) is fut:
+                    del self._pending[image_id]  # a retry reads and encodes again (the file may get fixed)
+            if isinstance(e, ImageError):
+                raise ApiError(e.status, e.message) from None
+            raise
         with self._lock:
             s = self._sessions.get(image_id)
             if s is None:  # we won the race against a concurrent open of the same image

@@ -87,3 +87,41 @@ def test_busy_port_is_a_clear_error(tmp_path, capsys):
                                   "--preset", "tiny", "--size", "112", "--port", str(s.getsockname()[1])])
         with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
             args.run(args)
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:.*is not a DINOv2 hub model")  # the small test encoder, expected
+def test_real_checkpoint_is_served_without_the_random_banner(tmp_path):
+    """An original-format .pth (small SkipClick from the parity helpers) loads and answers clicks."""
+    pytest.importorskip("torch")
+    import argparse
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from skipclick_jax.annotate import AnnotationServer, command
+    from tests.parity import make_reference, write_checkpoint
+
+    from .conftest import Client
+
+    ckpt = tmp_path / "small_skipclick.pth"
+    write_checkpoint(make_reference("skipclick", seed=5), ckpt)
+    write_images(tmp_path / "images")
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "masks"),
+                              "--checkpoint", str(ckpt), "--size", "112", "--no-flip", "--no-prefetch"])
+    app = command.build_app(args)
+    server = AnnotationServer(app, "127.0.0.1", 0)
+    server.start_background()
+    try:
+        c = Client(server.port)
+        info = c.get("/api/info").json()
+        assert info["random_weights"] is False and info["weights"] == "weights from small_skipclick.pth"
+        assert info["flip"] is False
+        r = c.post("/api/images/1/click", {"x": 40, "y": 50})
+        assert r.status == 200 and np.array(Image.open(io.BytesIO(r.body))).shape == (100, 80)
+    finally:
+        server.shutdown()
+        server.server_close()
