@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "skipclick_jax.demo",
     "skipclick_jax.inference.bench",
     "skipclick_jax.export.command",
+    "skipclick_jax.annotate.command",
 ]
 
 

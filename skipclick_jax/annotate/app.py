@@ -27,7 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..inference import ClickEngine, ClickSession, as_rgb_float
+from ..inference import ClickEngine, ClickSession
+from ..inference import encode_image as session_encode_image
 from ..model.skipclick import ImageFeatures
 from .images import DEFAULT_MAX_PIXELS, ImageCatalog, ImageEntry, ImageError, read_image
 from .paths import UnsafeNameError
@@ -56,21 +57,12 @@ class Prepared:
     encode_ms: float
 
 
-class _FeatureSession(ClickSession):
-    """A `ClickSession` that takes features encoded elsewhere (the background worker) instead of encoding
-    in `set_image`; the encode itself is `ClickSession.set_image`'s, step for step (`encode_image`)."""
-
-    def use_features(self, features: ImageFeatures, hw: tuple[int, int]) -> None:
-        self._features, self._hw = features, hw
-        self.reset()
-
-
 def encode_image(engine: ClickEngine, rgb: np.ndarray) -> Prepared:
     """Resize to the network size and encode (as `ClickSession.set_image`), waiting for the result so the
     time is spent on the worker thread, not in the first click; also compiles this image size's resizes."""
     t0 = time.perf_counter()
-    network = engine.to_network(jax.device_put(as_rgb_float(rgb)[None]))
-    features = jax.block_until_ready(engine.encode(network))
+    features, _ = session_encode_image(engine, rgb)
+    features = jax.block_until_ready(features)
     encode_ms = 1e3 * (time.perf_counter() - t0)
     # The click path resizes the previous mask H×W → S×S and the result S×S → H×W; both are compiled per
     # image size. Doing it here, on the worker, keeps that compile out of the image's first click.
@@ -89,8 +81,8 @@ class ImageSession:
         self.rgb = prepared.rgb
         self.encode_ms = prepared.encode_ms
         self.lock = threading.Lock()
-        self.session = _FeatureSession(engine=engine, threshold=threshold)
-        self.session.use_features(prepared.features, self.rgb.shape[:2])
+        self.session = ClickSession(engine=engine, threshold=threshold)
+        self.session.set_features(prepared.features, self.rgb.shape[:2])
         self.object = index
         self.saved_clicks: tuple | None = None  # the clicks as of the last save of the current object
         self._jpeg: bytes | None = None

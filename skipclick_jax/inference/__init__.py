@@ -2,6 +2,8 @@
 
 from .compile_cache import enable_compilation_cache
 from .engine import ClickEngine
-from .session import ClickSession, SessionClick, as_rgb_float
+from .session import ClickSession, SessionClick, as_rgb_float, encode_image
 
-__all__ = ["ClickEngine", "ClickSession", "SessionClick", "as_rgb_float", "enable_compilation_cache"]
+__all__ = [
+    "ClickEngine", "ClickSession", "SessionClick", "as_rgb_float", "enable_compilation_cache", "encode_image",
+]

@@ -15,6 +15,7 @@ arithmetic (`click_offsets`); everything else stays on device.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import jax
@@ -66,6 +67,7 @@ class ClickEngine:
             raise ValueError(f"network size {size} is not a multiple of the patch size {model.config.patch_size}")
         self.model, self.size, self.flip, self.step = model, size, flip, capacity
         self.capacity = capacity
+        self._capacity_lock = threading.Lock()  # sessions on several threads may share an engine
         self.params = jax.device_put(params)
         self._encode = jax.jit(self._encode_impl)
         self._logits = jax.jit(self._logits_impl)
@@ -111,9 +113,11 @@ class ClickEngine:
     def encode_clicks(self, clicks_per_item: list[list[Click]]) -> ClickOffsets:
         """Clicks (network coordinates) → device `ClickOffsets`, growing the capacity if needed."""
         most = max((max(sum(c[2] for c in cl), sum(not c[2] for c in cl)) for cl in clicks_per_item), default=0)
-        while most > self.capacity:
-            self.capacity += self.step  # one recompilation per growth step, never per click
-        points = points_array(clicks_per_item, self.capacity, self.size, self.flip)
+        with self._capacity_lock:
+            while most > self.capacity:
+                self.capacity += self.step  # one recompilation per growth step, never per click
+            capacity = self.capacity
+        points = points_array(clicks_per_item, capacity, self.size, self.flip)
         return click_offsets(points, self.size, self.size)
 
     def click_logits(self, features: ImageFeatures, prev: jax.Array, clicks: list[list[Click]]) -> jax.Array:

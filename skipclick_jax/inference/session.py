@@ -47,6 +47,16 @@ def as_rgb_float(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
+def encode_image(engine: ClickEngine, image: Any) -> tuple[ImageFeatures, tuple[int, int]]:
+    """The image-only work of `ClickSession.set_image`: validate, resize to S×S (align_corners) and encode.
+
+    Touches no session state, so it can run ahead on a worker thread; hand the result to `set_features`.
+    """
+    rgb = as_rgb_float(image)
+    network = engine.to_network(jax.device_put(rgb[None]))
+    return engine.encode(network), rgb.shape[:2]
+
+
 @dataclass(frozen=True)
 class SessionClick:
     y: float
@@ -98,10 +108,11 @@ class ClickSession:
     # --- image ----------------------------------------------------------------------------------
     def set_image(self, image: Any) -> None:
         """Take a new image (any size; uint8 or float, RGB, grayscale or RGBA), encode it, clear the clicks."""
-        rgb = as_rgb_float(image)
-        network = self.engine.to_network(jax.device_put(rgb[None]))
-        self._features = self.engine.encode(network)
-        self._hw = rgb.shape[:2]
+        self.set_features(*encode_image(self.engine, image))
+
+    def set_features(self, features: ImageFeatures, hw: tuple[int, int]) -> None:
+        """Use an image encoded elsewhere (`encode_image` with this session's engine); clears the clicks."""
+        self._features, self._hw = features, (int(hw[0]), int(hw[1]))
         self.reset()
 
     @property
