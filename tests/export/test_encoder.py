@@ -204,3 +204,18 @@ def test_dinov2_only_export_of_a_full_model(tmp_path):
     enc_config, enc_params = load_dinov2_weights(tmp_path / "enc_hf.safetensors")
     assert enc_config == dataclasses.replace(config.encoder)
     assert_same_params(enc_params, params["encoder"])
+
+
+def test_load_encoder_reads_every_download_form(hub, tmp_path):
+    """`skipclick_jax.checkpoint.load_encoder` (what training starts from) takes each form of the weights."""
+    from skipclick_jax.checkpoint import load_encoder, save_encoder
+
+    save_dinov2_safetensors(tmp_path / "hub.safetensors", hub.config, hub.params)
+    save_hf_dinov2_dir(tmp_path / "hf", hub.config, hub.params)
+    save_encoder(tmp_path / "converted", hub.config, hub.params)
+    for path in (hub.dir / "small_dinov2.pth", tmp_path / "hub.safetensors", tmp_path / "hf", tmp_path / "converted"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the small encoder is not a hub size: its shape is inferred
+            config, params = load_encoder(path)
+        assert config.embed_dim == hub.config.embed_dim and config.depth == hub.config.depth
+        assert_same_params(params, hub.params)
