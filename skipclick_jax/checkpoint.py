@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from .atomic import atomic_directory
 from .config import DinoV2Config, SkipClickConfig
 from .convert.torch_io import CheckpointError
 from .model.skipclick import SkipClick, param_shapes
@@ -28,29 +24,6 @@ from .model.skipclick import SkipClick, param_shapes
 FORMAT = "skipclick-jax"
 ENCODER_FORMAT = "skipclick-jax-encoder"
 VERSION = 1
-
-
-@contextmanager
-def atomic_directory(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces `out_dir` only if the block succeeds."""
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists (pass overwrite=True / --overwrite to replace it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write(out_dir: str | Path, record: dict[str, Any], params: Any, overwrite: bool) -> Path:

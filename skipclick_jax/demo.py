@@ -7,11 +7,12 @@ the compiled click step. Prints per-click IoU and milliseconds and writes an ove
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import write_bytes_atomic
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "demo"
 RANDOM_BANNER = (
@@ -48,13 +49,10 @@ def write_overlay(path: Path, image: np.ndarray, mask: np.ndarray, clicks: list)
         color = (0, 200, 0) if c.is_positive else (0, 0, 230)
         cv2.circle(bgr, (int(c.x), int(c.y)), 5, color, -1, lineType=cv2.LINE_AA)
         cv2.circle(bgr, (int(c.x), int(c.y)), 5, (255, 255, 255), 1, lineType=cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".png", bgr)
     if not ok:
         raise RuntimeError("PNG encoding failed")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data.tobytes())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import IMAGE_EXTENSIONS, atomic_write, check_upload_name, safe_component, safe_join
+from ..atomic import write_bytes_atomic
+from .paths import IMAGE_EXTENSIONS, check_upload_name, safe_component, safe_join
 
 UPLOADS = "uploads"  # sub-folder of MASKS_DIR holding uploaded images
 RESERVED_KEYS = {UPLOADS, "annotations.json"}
@@ -159,6 +160,6 @@ class ImageCatalog:
                 if stored not in self._keys and stored not in RESERVED_KEYS and not path.exists():
                     break
                 stored = f"{stem}-{k}"
-            atomic_write(path, data)
+            write_bytes_atomic(path, data)
             entry = self._add(stored + ext, path, uploaded=True)
         return entry, rgb

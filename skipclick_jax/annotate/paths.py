@@ -3,7 +3,7 @@
 Requests never carry paths. Images are referred to by a server-issued integer id; the only client-chosen
 name is an upload's, which is validated (`check_upload_name`) and then reduced to a safe component. All
 output paths go through `safe_join`, which refuses anything that would resolve outside the root — a second
-line of defence behind the name checks — and writes are atomic (`atomic_write`), so a crash mid-request
+line of defence behind the name checks — and writes are atomic (`skipclick_jax.atomic`), so a crash mid-request
 never leaves a truncated PNG or JSON behind.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from pathlib import Path
 
 # Extensions OpenCV decodes and the folder listing accepts (lower case, with the dot).
@@ -71,17 +70,3 @@ def safe_join(root: Path, *parts: str) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary sibling, fsync and `os.replace`: readers (and a crash) see
-    either the old file or the complete new one, never a partial write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

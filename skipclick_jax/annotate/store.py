@@ -2,7 +2,7 @@
 
 * Object indices start at 1 (0 would read as "background" in a label map). A mask PNG is 8-bit single
   channel, 255 = object, 0 = background, at the image's original resolution.
-* Every file is written atomically (`paths.atomic_write`), so a request that fails — or a server that
+* Every file is written atomically (`atomic.write_bytes_atomic`), so a request that fails — or a server that
   dies — leaves earlier masks and the JSON complete.
 * With COCO output on, `MASKS_DIR/annotations.json` is rewritten after each save from an in-memory table
   that was filled from the PNGs already on disk at start-up, so the JSON always describes exactly the
@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_bytes_atomic
 from ..eval.datasets.coco_json import rle_encode
 from .images import ImageEntry
-from .paths import UnsafeNameError, atomic_write, safe_join
+from .paths import UnsafeNameError, safe_join
 
 COCO_FILE = "annotations.json"
 _OBJECT_FILE = re.compile(r"^([1-9]\d{0,5})\.png$")
@@ -118,7 +119,7 @@ class MaskStore:
         """Write object `index` of `entry` (overwriting an earlier save of it); returns the relative path."""
         mask = np.asarray(mask, bool)
         path = self.mask_path(entry, index)
-        atomic_write(path, encode_mask_png(mask))
+        write_bytes_atomic(path, encode_mask_png(mask))
         if self.coco:
             with self._lock:
                 self._record(entry, index, mask)
@@ -162,4 +163,4 @@ class MaskStore:
 
     def _write_coco(self) -> None:
         data = json.dumps(self.coco_dict(), separators=(",", ":")).encode()
-        atomic_write(safe_join(self.root, COCO_FILE), data)
+        write_bytes_atomic(safe_join(self.root, COCO_FILE), data)

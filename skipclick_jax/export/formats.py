@@ -94,7 +94,7 @@ def save_hf_dinov2_dir(
 ) -> Path:
     """A Hugging Face model directory (`config.json` + `model.safetensors`), loadable with
     `Dinov2WithRegistersModel.from_pretrained(out_dir)` (or `Dinov2Model` without registers)."""
-    from ..checkpoint import atomic_directory
+    from ..atomic import atomic_directory
 
     with atomic_directory(out_dir, overwrite) as tmp:
         save_dinov2_safetensors(tmp / "model.safetensors", config, params, hf_names=True, name=name)

@@ -37,11 +37,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from ..atomic import atomic_file, check_writable
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DinoV2Config, SkipClickConfig
 from ..convert.mapping import dinov2_entries, skipclick_entries
 from ..convert.strict import flax_to_torch
 from ..convert.torch_io import CheckpointError, require_torch
-from .atomic import atomic_file, check_writable
 from .tensors import dinov2_shapes, skipclick_shapes, torch_sources
 
 MODEL_CLASS = "isegm.model.is_featurevit_model.FeatureVitModel"

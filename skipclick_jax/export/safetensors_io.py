@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_file, check_writable
 from ..convert.torch_io import CheckpointError
-from .atomic import atomic_file, check_writable
 from .tensors import TensorSource
 
 _MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit as well

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..atomic import write_bytes_atomic
 from ..model import SkipClick
 from .engine import ClickEngine
 
@@ -257,10 +258,7 @@ def run(args: argparse.Namespace) -> int:
         out = {"device": f"{device.platform} {device.device_kind}", "jax": jax.__version__, "source": source,
                "cpu_threads": os.cpu_count(), "peak_tflops": args.peak_tflops,
                "rows": [asdict(r) | r.achieved(args.peak_tflops) for r in rows]}
-        path = Path(args.json)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(out, indent=2) + "\n")
-        os.replace(tmp, path)
+        path = write_bytes_atomic(args.json, (json.dumps(out, indent=2) + "\n").encode())
         print(f"results written to {path}")
     return 0
 
