@@ -1,6 +1,9 @@
 """NoC evaluation: click simulator, metrics, per-sample loop and dataset readers (pure numpy/OpenCV).
 
-Sub-modules: :mod:`.clicker`, :mod:`.metrics`, :mod:`.loop`, :mod:`.datasets`.
+Sub-modules: :mod:`.clicker`, :mod:`.metrics`, :mod:`.loop`, :mod:`.datasets` (imported here), and the
+model-facing ones, imported on demand because they load JAX: :mod:`.models` (weights, engines per size),
+:mod:`.batched` (continuous-batching evaluator), :mod:`.zoom_in` (optional zoom-in predictor),
+:mod:`.runner` (datasets → results) and :mod:`.command` (``skipclick evaluate``).
 """
 
 from .clicker import Click, Clicker, next_click

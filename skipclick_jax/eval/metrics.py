@@ -135,7 +135,8 @@ def _cell(value: Any, width: int, fmt: str = ".2f") -> str:
 
 def format_results_table(summaries: Mapping[str, Mapping[str, Any]], n_clicks: int = 20,
                          timings: Mapping[str, tuple[float, float]] | None = None,
-                         model_name: str | None = None) -> str:
+                         model_name: str | None = None,
+                         samples_per_s: Mapping[str, float] | None = None) -> str:
     """Reference-style results table, one row per dataset.
 
     Args:
@@ -143,21 +144,28 @@ def format_results_table(summaries: Mapping[str, Mapping[str, Any]], n_clicks: i
         n_clicks: click budget (for the "≥20@t" headers).
         timings: optional dataset name → (seconds per click, total seconds).
         model_name: optional title line.
+        samples_per_s: optional dataset name → throughput (an extra "smp/s" column; rows without one show "-").
     """
     nof = [f">={n_clicks}@{t}%" for t in (85, 90, 95)]
     header = (f'|{"Dataset":^30}|' + "".join(f"{h:^9}|" for h in ("NoC@80%", "NoC@85%", "NoC@90%", "NoC@95%"))
               + "".join(f"{h:^9}|" for h in nof))
     if timings is not None:
         header += f'{"SPC,s":^7}|{"Time":^9}|'
+    if samples_per_s is not None:
+        header += f'{"smp/s":^8}|'
     rule = "-" * len(header)
     lines = [f"Eval results for model: {model_name}"] if model_name else []
     lines += [rule, header, rule]
     for name, s in summaries.items():
-        row = f"|{name:^30}|" + "".join(_cell(s.get(k), 9) + "|" for k in NOC_KEYS + NOF_KEYS)
+        shown = name if len(name) <= 30 else "…" + name[-29:]  # long folder:PATH names keep their tail
+        row = f"|{shown:^30}|" + "".join(_cell(s.get(k), 9) + "|" for k in NOC_KEYS + NOF_KEYS)
         if timings is not None:
             spc, total = timings.get(name, (math.nan, math.nan))
             total_txt = str(timedelta(seconds=int(total))) if math.isfinite(total) else "?"
             row += f"{spc:^7.3f}|{total_txt:^9}|"
+        if samples_per_s is not None:
+            rate = samples_per_s.get(name)
+            row += f"{rate:^8.2f}|" if rate is not None and math.isfinite(rate) else f'{"-":^8}|'
         lines.append(row)
     lines.append(rule)
     return "\n".join(lines)

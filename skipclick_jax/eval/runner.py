@@ -1,0 +1,206 @@
+"""Run the NoC protocol on named datasets: dataset roots, network size per dataset, predictor choice.
+
+Dataset roots: ``--data-root DIR`` holds one folder per dataset, named as the original ``config.yml`` names
+them (:data:`DATA_ROOT_FOLDERS`; the dataset's own name is accepted as a fallback); ``NAME=PATH`` overrides
+point one dataset elsewhere. ``folder:PATH`` and ``coco-json:PATH`` entries name generic sources directly.
+
+Predictor per dataset (all follow SPEC §3.3–3.5):
+
+* ``batch`` 1 — :class:`~skipclick_jax.inference.ClickSession` through
+  :func:`~skipclick_jax.eval.loop.evaluate_dataset` (the reference path);
+* ``batch`` > 1 — :class:`~skipclick_jax.eval.batched.BatchedEvaluator` (identical results in ``exact`` mode);
+* ``zoom_in`` — :class:`~skipclick_jax.eval.zoom_in.ZoomInPredictor` (unbatched).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .batched import BatchedEvaluator
+from .datasets import EvalDataset, canonical_name, eval_size, expand_dataset_names, get_dataset
+from .loop import DatasetResult, evaluate_dataset
+from .models import EvalModel
+
+#: Folder of each dataset below ``--data-root`` (the original ``config.yml`` paths' last component first, then
+#: the dataset name). WSESeg classes share one root.
+DATA_ROOT_FOLDERS: dict[str, tuple[str, ...]] = {
+    "GrabCut": ("GrabCut",),
+    "Berkeley": ("Berkeley",),
+    "DAVIS": ("DAVIS",),
+    "SBD": ("sbd", "SBD"),
+    "HQSeg": ("hqseg44k", "HQSeg"),
+    "WSESeg": ("sports_tools", "WSESeg"),
+    "SHSeg": ("SHSeg",),
+    "PascalVOC": ("PascalVOC",),
+    "COCO_MVal": ("COCO_MVal",),
+}
+GENERIC_SOURCES = ("folder", "coco-json")
+DEFAULT_BATCH = 4
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Protocol and execution settings (defaults = the paper's protocol, SPEC §3.1)."""
+
+    mode: str = "cvpr"
+    max_clicks: int = 20
+    target_iou: float = 0.95
+    thresh: float = 0.49
+    min_clicks: int = 1
+    flip: bool = True
+    zoom_in: bool = False
+    batch: int = DEFAULT_BATCH
+    batch_mode: str = "exact"
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset to evaluate: its result key, reader name, root folder and network size S."""
+
+    name: str
+    reader: str
+    root: Path
+    size: int
+
+
+def _root_group(reader: str) -> str:
+    return "WSESeg" if reader.startswith("WSESeg_") else reader
+
+
+def parse_dataset_paths(items: Iterable[str]) -> dict[str, Path]:
+    """``["SBD=/data/sbd", "WSESeg=/x"]`` → {canonical name: path}; ``WSESeg`` sets the root of all its classes."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"--dataset-path expects NAME=PATH, got {item!r}")
+        key = "WSESeg" if name.strip().lower() == "wseseg" else canonical_name(name)
+        out[key] = Path(path.strip()).expanduser()
+    return out
+
+
+def dataset_root(reader: str, data_root: str | Path | None, overrides: Mapping[str, Path]) -> Path:
+    """Root folder of dataset ``reader`` (canonical name): override, else ``data_root/<config.yml folder>``."""
+    for key in (reader, _root_group(reader)):
+        if key in overrides:
+            return Path(overrides[key])
+    if data_root is None:
+        raise ValueError(f"no folder for dataset {reader}: pass --data-root DIR or --dataset-path {reader}=PATH")
+    folders = DATA_ROOT_FOLDERS.get(_root_group(reader), (reader,))
+    candidates = [Path(data_root) / f for f in folders]
+    # The first existing candidate; otherwise the config.yml name, so the reader's error names that folder.
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def network_size(reader: str, mode: str) -> int:
+    """Side S of the square network input for ``reader`` under ``mode`` (SPEC §3.8)."""
+    h, w = eval_size(reader, mode)
+    if h != w:
+        raise ValueError(f"eval mode {mode!r} asks for a {h}x{w} network input; the click engine supports square "
+                         "sizes only (use fixed<S>)")
+    return h
+
+
+def resolve_datasets(entries: str | Iterable[str], data_root: str | Path | None = None,
+                     overrides: Mapping[str, Path] | None = None, mode: str = "cvpr") -> list[DatasetSpec]:
+    """Parse a ``--datasets`` list (names, ``WSESeg``, ``folder:PATH``, ``coco-json:PATH``) into specs."""
+    overrides = overrides or {}
+    items = entries.split(",") if isinstance(entries, str) else list(entries)
+    specs: list[DatasetSpec] = []
+    for raw in (i.strip() for i in items):
+        if not raw:
+            continue
+        kind, sep, path = raw.partition(":")
+        if sep and kind.strip().lower() in GENERIC_SOURCES:
+            reader = kind.strip().lower()
+            if not path.strip():
+                raise ValueError(f"dataset entry {raw!r} needs a path: {reader}:PATH")
+            specs.append(DatasetSpec(f"{reader}:{path.strip()}", reader, Path(path.strip()).expanduser(),
+                                     network_size(reader, mode)))
+            continue
+        for reader in expand_dataset_names(raw):
+            if reader in GENERIC_SOURCES:
+                raise ValueError(f"{reader} needs a path: {reader}:PATH")
+            specs.append(DatasetSpec(reader, reader, dataset_root(reader, data_root, overrides),
+                                     network_size(reader, mode)))
+    if not specs:
+        raise ValueError("no datasets given")
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"dataset listed twice: {', '.join(duplicates)}")
+    return specs
+
+
+def open_dataset(spec: DatasetSpec, skip_corrupt: bool = False, cache_dir: str | Path | None = None,
+                 ignore_value: int | None = None) -> EvalDataset:
+    """The reader for ``spec`` (SBD caches its instance list under ``cache_dir``)."""
+    kwargs: dict[str, Any] = {}
+    if spec.reader == "SBD" and cache_dir is not None:
+        kwargs["cache_dir"] = Path(cache_dir) / "datasets"
+    if spec.reader == "folder" and ignore_value is not None:
+        kwargs["ignore_value"] = ignore_value
+    return get_dataset(spec.reader, spec.root, skip_corrupt=skip_corrupt, **kwargs)
+
+
+class _Limited:
+    """The first ``limit`` samples of a dataset, with a length for the progress bar."""
+
+    def __init__(self, dataset: EvalDataset, limit: int | None) -> None:
+        self.dataset, self.limit = dataset, limit
+        self.name = dataset.name
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n if self.limit is None else min(n, self.limit)
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.dataset), self.limit)
+
+
+def warm_up_session(engine: Any) -> None:
+    """Compile the session path's encode and click step on dummy inputs (keeps compilation out of timings)."""
+    import jax
+    import numpy as np
+
+    s = engine.size
+    features = engine.encode(engine.to_network(jax.device_put(np.zeros((1, s, s, 3), np.float32))))
+    prev = engine.to_network(jax.device_put(np.zeros((1, s, s, 1), np.float32)))
+    jax.block_until_ready(engine.click(features, prev, [[(0.0, 0.0, True)]]))
+
+
+def evaluate_spec(model: EvalModel, spec: DatasetSpec, settings: EvalSettings, dataset: EvalDataset,
+                  progress: bool = True) -> DatasetResult:
+    """Evaluate one dataset with the predictor ``settings`` call for (module docstring)."""
+    engine = model.engine(spec.size, settings.flip)
+    samples = _Limited(dataset, settings.max_samples)
+    common = dict(max_clicks=settings.max_clicks, target_iou=settings.target_iou, thresh=settings.thresh,
+                  min_clicks=settings.min_clicks)
+    start = time.perf_counter()
+    if settings.zoom_in or settings.batch <= 1:
+        warm_up_session(engine)
+        if settings.zoom_in:
+            from .zoom_in import ZoomInPredictor
+
+            predictor: Any = ZoomInPredictor(engine)
+        else:
+            from ..inference import ClickSession
+
+            predictor = ClickSession(engine=engine, threshold=settings.thresh)
+        warm_s = time.perf_counter() - start
+        result = evaluate_dataset(predictor, samples, name=spec.name, progress=progress, **common)
+        result.settings.update(batch=1, zoom_in=settings.zoom_in)
+    else:
+        evaluator = BatchedEvaluator(engine, settings.batch, mode=settings.batch_mode, **common)
+        evaluator.warm_up()
+        warm_s = time.perf_counter() - start
+        result = evaluator.evaluate(samples, name=spec.name, progress=progress, total=len(samples))
+        result.settings["zoom_in"] = False
+    result.settings.update(size=spec.size, flip=settings.flip, mode=settings.mode, warm_up_s=warm_s)
+    return result
