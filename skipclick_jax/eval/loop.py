@@ -11,9 +11,9 @@ fake numpy predictor in tests:
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..atomic import write_bytes_atomic
 from .clicker import Clicker
 from .metrics import iou, summarize
 
@@ -146,22 +147,12 @@ def results_to_json(results: Mapping[str, DatasetResult] | Sequence[DatasetResul
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as JSON via a temporary file in the same folder and ``os.replace`` (never half-written).
+    """Write ``data`` as JSON atomically (temporary sibling, then ``os.replace``): never half-written.
 
     NaN values are written as ``null``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_jsonable(data), f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(_jsonable(data), indent=1, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_results_json(path: str | os.PathLike[str],
@@ -204,7 +195,6 @@ def plot_miou_curve(path: str | os.PathLike[str], curves: Mapping[str, Sequence[
     ax.grid(True, alpha=0.3)
     if curves:
         ax.legend(loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return write_bytes_atomic(path, buffer.getvalue())
