@@ -1,0 +1,131 @@
+"""The training step (SPEC 5.5): simulated clicks without gradient, then one pass with gradient.
+
+Per batch, with n ~ U{0, …, max_num_next_clicks} drawn once for the whole batch:
+
+1. prev = 0; the encoder runs once (its output does not depend on the clicks; the original reruns it per
+   simulated click with identical results because it is frozen, or unchanged within the step).
+2. n times, without gradient and in eval mode (no dropout): prev = sigmoid(decode(prev, points)), then
+   one click per sample by the training click rule (`clicks.add_next_points`, on device).
+3. logits = decode(prev, points) in train mode (Dropout2d in the head); normalised focal loss; Adam.
+
+The step is `jax.jit`-compiled over a 1-D ('data',) mesh: state replicated and donated, batch sharded on
+its leading axis; XLA inserts the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from ..model import SkipClick
+from .clicks import add_next_points
+from .config import TrainConfig
+from .loss import batch_iou, normalized_focal_loss
+from .state import TrainState, batch_sharding, learning_rate_schedule, merge_params, replicated, state_shardings
+
+Batch = dict[str, jax.Array]  # image uint8 (B,S,S,3), points float32 (B,2N,3), mask float32 (B,S,S)
+Metrics = dict[str, jax.Array]
+
+
+def make_model(config: TrainConfig) -> SkipClick:
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.compute_dtype]
+    return SkipClick(config.model, dtype=dtype)
+
+
+def dt_method(config: TrainConfig) -> str:
+    """The click rule's distance transform: Bellman-Ford relaxation on accelerators, raster scan on CPU."""
+    if config.dt_method != "auto":
+        return config.dt_method
+    return "raster" if jax.default_backend() == "cpu" else "relax"
+
+
+def simulate_clicks(
+    model: SkipClick, params: Any, features: Any, gt: jax.Array, points: jax.Array, num_clicks: jax.Array,
+    key: jax.Array, method: str = "relax",
+) -> tuple[jax.Array, jax.Array]:
+    """`num_clicks` eval-mode passes, each followed by one simulated click; returns (prev_mask, points).
+
+    `num_clicks` may be traced (a while loop). Callers pass stop-gradient'ed params and features.
+    """
+    prev = jnp.zeros(gt.shape, jnp.float32)
+
+    def body(t, carry):
+        prev, points = carry
+        logits = model.apply({"params": params}, features, prev, points, train=False, method=SkipClick.decode)
+        prev = jax.nn.sigmoid(logits)
+        points = add_next_points(prev, gt, points, t + 1, jax.random.fold_in(key, t), method=method)
+        return prev, points
+
+    return jax.lax.fori_loop(0, num_clicks, body, (prev, points))
+
+
+def train_step(
+    state: TrainState, batch: Batch, *, model: SkipClick, tx: optax.GradientTransformation, config: TrainConfig,
+    method: str = "relax",
+) -> tuple[TrainState, Metrics]:
+    """One optimisation step (un-jitted; see `make_train_step`)."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    k_num, k_clicks, k_dropout = jax.random.split(key, 3)
+    # ToTensor: uint8 / 255 in float32.
+    image = batch["image"].astype(jnp.float32) / 255.0
+    gt = batch["mask"][..., None].astype(jnp.float32)
+    num_clicks = jax.random.randint(k_num, (), 0, config.max_num_next_clicks + 1)
+
+    def taps(params):
+        return model.apply({"params": params}, image, method=SkipClick.taps)
+
+    # A frozen encoder is run outside the differentiated function: no gradient work at all.
+    frozen_taps = None if config.model.train_encoder else taps(merge_params(state.params, state.frozen))
+
+    def loss_fn(trainable):
+        params = merge_params(trainable, state.frozen)
+        image_taps = taps(params) if frozen_taps is None else frozen_taps
+        features = model.apply({"params": params}, image_taps, method=SkipClick.features_from_taps)
+        prev, points = simulate_clicks(
+            model, jax.lax.stop_gradient(params), jax.lax.stop_gradient(features), gt, batch["points"],
+            num_clicks, k_clicks, method,
+        )
+        logits = model.apply(
+            {"params": params}, features, prev, points, train=True, rngs={"dropout": k_dropout},
+            method=SkipClick.decode,
+        )
+        return normalized_focal_loss(logits, gt, config.loss_alpha, config.loss_gamma), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "iou": batch_iou(logits, gt),
+        "lr": learning_rate_schedule(config)(state.step),
+        "num_clicks": num_clicks,
+        "grad_norm": optax.tree.norm(grads),
+    }
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+
+def make_train_step(
+    config: TrainConfig, mesh: Mesh, tx: optax.GradientTransformation, state: TrainState
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """The jitted step: state replicated and donated, batch sharded on 'data', metrics replicated.
+
+    `state` (concrete or abstract) only provides the tree structure for the shardings.
+    """
+    model = make_model(config)
+    shardings = state_shardings(state, mesh)
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        return train_step(state, batch, model=model, tx=tx, config=config, method=dt_method(config))
+
+    return jax.jit(
+        step,
+        in_shardings=(shardings, batch_sharding(mesh)),
+        out_shardings=(shardings, replicated(mesh)),
+        donate_argnums=0,
+    )
