@@ -7,7 +7,8 @@ Layout of a work directory::
         state/                         TrainState: step, params, frozen, opt_state, rng (StandardSave)
         data/                          Grain iterator state, one JSON per process (grain's handler)
     <workdir>/export/                  `skipclick_jax.load_checkpoint(<workdir>/export)` format
-                                       (config.json + params/), refreshed at every checkpoint
+                                       (config.json + params/), refreshed at every checkpoint (or, with
+                                       export_with_checkpoints=False, written when the run ends)
 
 Resuming restores the newest complete step (Orbax never exposes a half-written one) with abstract
 targets carrying their shardings, so arrays land directly on the mesh and optax keeps its types.
@@ -130,8 +131,9 @@ def export_params(
     only_me = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
     with skipclick_checkpoint.atomic_directory(out_dir, overwrite=True) as tmp:
         with ocp.StandardCheckpointer(multiprocessing_options=only_me) as ckptr:
-            # Single-device arrays, exactly what `save_params` writes (restorable without a mesh).
-            ckptr.save(tmp / "params", jax.tree.map(jnp.asarray, host))
+            # Single-device arrays, exactly what `save_params` writes. Orbax refuses process-local
+            # jax.Arrays in a multi-process run, so there the host (numpy) copies are written instead.
+            ckptr.save(tmp / "params", host if jax.process_count() > 1 else jax.tree.map(jnp.asarray, host))
             ckptr.wait_until_finished()
         (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     return out_dir

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         except NonFiniteLossError as e:
             print(f"skipclick train: {e}", file=sys.stderr)
             return EXIT_NONFINITE
-    where = f"; weights: {result.export_dir} (load_checkpoint)" if result.export_dir else ""
+    where = f"; weights: {result.export_dir} (load_checkpoint)"
     if result.stopped_by_signal:
         print(f"stopped by a signal at step {result.step} after saving a checkpoint{where}; rerun to resume",
               file=sys.stderr)

@@ -58,7 +58,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 3
     keep_period_steps: int = 0  # additionally keep every checkpoint whose step is a multiple (0 = off)
-    export_with_checkpoints: bool = True  # refresh <workdir>/export (load_checkpoint format) at each save
+    # Refresh <workdir>/export (load_checkpoint format) at each checkpoint; otherwise only when the run ends.
+    export_with_checkpoints: bool = True
     log_every_steps: int = 25
     num_workers: int = 4  # Grain worker processes per host (0 = in-process)
     prefetch_batches: int = 2

@@ -42,22 +42,24 @@ class NonFiniteLossError(RuntimeError):
 class TrainResult:
     step: int  # global step reached
     workdir: Path
-    export_dir: Path | None  # `load_checkpoint` directory of the last checkpoint (None if not exported)
+    export_dir: Path  # `load_checkpoint` directory holding the parameters of `step`
     last_metrics: dict[str, float] = field(default_factory=dict)
     stopped_by_signal: bool = False
 
 
 def maybe_initialize_distributed() -> None:
-    """`jax.distributed.initialize()` when launched as one of several processes (explicit coordinator,
-    SLURM or Open MPI with more than one task); must run before JAX touches a device."""
+    """`jax.distributed.initialize()` when launched as one of several processes; must run before JAX
+    touches a device. Explicit: JAX_COORDINATOR_ADDRESS (+ JAX_NUM_PROCESSES, JAX_PROCESS_ID); otherwise
+    JAX's cluster auto-detection (SLURM, Open MPI, Kubernetes, TPU pods) when SLURM/MPI report > 1 task."""
     env = os.environ
-    multi = (
-        "JAX_COORDINATOR_ADDRESS" in env
-        or int(env.get("SLURM_NTASKS", "1")) > 1
-        or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-    )
-    if multi and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    explicit = "JAX_COORDINATOR_ADDRESS" in env
+    multi = explicit or int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    if not multi or jax.distributed.is_initialized():
+        return
+    kwargs = {}
+    if explicit and "JAX_NUM_PROCESSES" in env and "JAX_PROCESS_ID" in env:
+        kwargs = {"num_processes": int(env["JAX_NUM_PROCESSES"]), "process_id": int(env["JAX_PROCESS_ID"])}
+    jax.distributed.initialize(**kwargs)
 
 
 def initial_params(config: TrainConfig) -> dict[str, Any]:
@@ -159,9 +161,9 @@ def train(
     maybe_initialize_distributed()
     workdir = Path(workdir).absolute()
     is_chief = jax.process_index() == 0
+    _check_resume_config(workdir, config)  # every process, so that all of them stop on a mismatch
     if is_chief:
         workdir.mkdir(parents=True, exist_ok=True)
-        _check_resume_config(workdir, config)
         (workdir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     mesh = make_mesh()
@@ -225,11 +227,18 @@ def train(
         if bad:
             raise NonFiniteLossError(_nonfinite_message(bad[0], checkpointer, export_dir, config))
 
+    exported = [None]  # step of the parameters in export_dir
+
+    def export(state) -> None:
+        metadata = _export_metadata(state, config)
+        export_params(export_dir, config.model, state.full_params(), metadata)
+        exported[0] = metadata["step"]
+
     def save(state) -> None:
         flush()  # never checkpoint a state whose loss history is not known to be finite
         checkpointer.save(state, data_iter)
         if config.export_with_checkpoints:
-            export_params(export_dir, config.model, state.full_params(), _export_metadata(state, config))
+            export(state)
 
     stopped_by_signal = False
     try:
@@ -253,14 +262,15 @@ def train(
             final = int(jax.device_get(state.step))
             if final != checkpointer.latest_step():
                 save(state)
+            if exported[0] != final:  # without per-checkpoint exports, export once at the end
+                export(state)
         checkpointer.wait()
     finally:
         checkpointer.close()
         writer.close()
         if bar is not None:
             bar.close()
-    return TrainResult(final, workdir, export_dir if config.export_with_checkpoints else None, last_metrics,
-                       stopped_by_signal)
+    return TrainResult(final, workdir, export_dir, last_metrics, stopped_by_signal)
 
 
 def _should_stop(flag: _SignalFlag, checkpointer: TrainCheckpointer, step: int, n_proc: int) -> bool:

@@ -81,6 +81,16 @@ def test_cli_trains_exports_and_the_export_loads(cocolvis_root, tmp_path):
     logits = model.apply({"params": params}, image, jnp.zeros((1, 112, 112, 1)), points)
     assert logits.shape == (1, 112, 112, 1) and bool(jnp.all(jnp.isfinite(logits)))
 
+    # ... and evaluates with `skipclick evaluate` (NoC protocol; the tiny model at its 112 px training size).
+    from skipclick_jax.data import synthetic
+    from skipclick_jax.eval.command import main as evaluate
+
+    synthetic.write_folder(tmp_path / "eval", num_images=1, seed=3)
+    assert evaluate(["--checkpoint", str(workdir / "export"), "--datasets", f"folder:{tmp_path / 'eval'}",
+                     "--mode", "fixed112", "--n-clicks", "2", "--max-samples", "1", "--no-progress",
+                     "--out", str(tmp_path / "noc.json")]) == 0
+    assert (tmp_path / "noc.json").exists()
+
     # TensorBoard: a version record, then one scalar summary per logging interval.
     (events,) = (workdir / "tensorboard").glob("events.out.tfevents.*")
     records = _read_events(events)
@@ -208,3 +218,19 @@ def test_resume_refuses_a_different_data_stream(tmp_path):
         loop._check_resume_config(tmp_path, dataclasses.replace(CONFIG, learning_rate=1e-4))
     with pytest.raises(ValueError, match="no training data"):
         loop.train(CONFIG, tmp_path / "x", progress=False)
+
+
+def test_encoder_weights_are_loaded_and_checked(tmp_path):
+    from skipclick_jax.checkpoint import save_encoder
+    from skipclick_jax.config import DinoV2Config
+    from skipclick_jax.model import init_params
+
+    pretrained = init_params(CONFIG.model, seed=7)["encoder"]
+    save_encoder(tmp_path / "enc", CONFIG.model.encoder, pretrained)
+    params = loop.initial_params(dataclasses.replace(CONFIG, encoder_weights=str(tmp_path / "enc")))
+    jax.tree.map(np.testing.assert_array_equal, params["encoder"], pretrained)
+    assert not np.array_equal(params["fuse"]["kernel"], init_params(CONFIG.model, seed=7)["fuse"]["kernel"])
+    other = DinoV2Config(embed_dim=48, depth=4, num_heads=4, pos_grid=8)
+    save_encoder(tmp_path / "other", other, init_params(dataclasses.replace(CONFIG.model, encoder=other))["encoder"])
+    with pytest.raises(ValueError, match="encoder is"):
+        loop.initial_params(dataclasses.replace(CONFIG, encoder_weights=str(tmp_path / "other")))
