@@ -220,8 +220,8 @@ def train(
         writer.write_summary(rows[-1]["step"], interval)
         last_metrics = {"step": rows[-1]["step"], **interval}
         if bar is not None:
-            bar.update(rows[-1]["step"] - bar.n)
             bar.set_postfix(_postfix(interval), refresh=False)
+            bar.update(rows[-1]["step"] - bar.n)
         pending.clear()
         bad = [r for r in rows if not math.isfinite(r["loss"])]
         if bad:
@@ -239,6 +239,7 @@ def train(
         checkpointer.save(state, data_iter)
         if config.export_with_checkpoints:
             export(state)
+        timer[0] = time.perf_counter()  # images/s measures training, not checkpointing
 
     stopped_by_signal = False
     try:
