@@ -11,8 +11,9 @@ b = 1.4f, c = 2.1969f (straight, diagonal, knight move), computed by two raster 
 depends on the build: the reference C code works in 16.16 fixed point, the x86 wheels call Intel IPP,
 which accumulates in float32 in a SIMD-dependent order. Here the float32 weights are summed *exactly*
 (integers in units of 2^-23, uint32) and the result is rounded once to float32: that is the exact chamfer
-distance, identical on every backend and for both algorithms below, and within one float32 ulp of what
-`cv2.distanceTransform(m, cv2.DIST_L2, 5)` returns (tested). Two algorithms compute it:
+distance, identical on every backend and for both algorithms below, and within a few float32 ulps (relative
+difference < 1e-6) of what `cv2.distanceTransform(m, cv2.DIST_L2, 5)` returns (tested). Two algorithms
+compute it:
 
 - `"raster"`: OpenCV's two passes, rows by `lax.scan`; inside a row the recurrence
   d[x] = min(c[x], d[x-1] + a) is a (min, +) prefix scan (Hillis-Steele, log2(W) vectorised levels).

@@ -62,9 +62,13 @@ def test_sharded_step_equals_single_device_step(setup, batches):
         for key in ("loss", "iou", "grad_norm"):
             np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-7)
     assert {int(m["num_clicks"]) for m in m1} != {0}, "exercise the click simulation"
-    # The sharded state really is laid out on all 8 devices.
+    # The sharded state really is laid out on all 8 devices, and each device sees 1 of the 8 images:
+    # data parallelism with gradient all-reduces, no gathering of the batch.
     leaf = jax.tree.leaves(s8.params)[0]
     assert len(leaf.sharding.device_set) == 8 and leaf.sharding.is_fully_replicated
+    mesh, step, _ = setup["sharded"]
+    hlo = step.lower(s8, jax.device_put(batches[0], batch_sharding(mesh))).compile().as_text()
+    assert "u8[1,112,112,3]" in hlo and "all-reduce" in hlo and "all-gather" not in hlo
 
     # After one step: gradients (Adam's first moment is 0.1·g) agree to float32 reduction-order noise ...
     s1, _ = _run(setup, "single", batches, 1)
