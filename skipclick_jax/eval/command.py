@@ -59,10 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou-analysis", action="store_true",
                    help="run all clicks on every object (target IoU 1.01) for the full mIoU-vs-clicks curve")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                   help=f"samples per compiled click call (default {DEFAULT_BATCH}); 1 = the plain session loop")
+                   help=f"samples per compiled click call (default {DEFAULT_BATCH}; two groups are stepped in turn, "
+                        "so 2·N samples are in flight); 1 = the plain session loop")
     p.add_argument("--batch-mode", choices=["exact", "vectorized"], default="exact",
                    help="exact: per-sample arithmetic identical to --batch 1 (default); vectorized: one batched "
-                        "step (faster on GPUs, float-rounding-level differences)")
+                        "step with bigger matrix products (meant for accelerators; IoUs can differ from --batch 1 "
+                        "by a pixel through float rounding)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="compute dtype (the protocol is float32)")
     p.add_argument("--out", help="write per-dataset metrics and per-sample clicks/IoUs as JSON")
@@ -167,13 +169,15 @@ def _run(args: argparse.Namespace) -> int:
     if total_s > 0 and total_clicks:
         print(f"throughput: {total_samples} objects, {total_clicks} clicks in {total_s:.1f} s — "
               f"{total_samples / total_s:.2f} samples/s, {total_s / total_clicks:.4f} s/click")
-    if not model.is_random:
+    paper_protocol = (args.mode == "cvpr" and settings.flip and not settings.zoom_in and settings.thresh == 0.49
+                      and settings.max_clicks == 20 and settings.min_clicks == 1 and args.dtype == "float32")
+    if not model.is_random and paper_protocol:
         paper_rows = dict(summaries)
         if len(wse) == len(WSESEG_CLASS_LABELS):
             paper_rows["WSESeg average"] = wseseg_average(summaries)
         lines = compare_with_paper(paper_rows)
         if lines:
-            print("paper (SkipClick DINOv2; same protocol only with the defaults):")
+            print("paper (SkipClick DINOv2 weights, same protocol):")
             print("\n".join(lines))
     if args.out:
         print(f"results written to {write_results_json(args.out, results)}")

@@ -161,8 +161,8 @@ def format_results_table(summaries: Mapping[str, Mapping[str, Any]], n_clicks: i
         row = f"|{shown:^30}|" + "".join(_cell(s.get(k), 9) + "|" for k in NOC_KEYS + NOF_KEYS)
         if timings is not None:
             spc, total = timings.get(name, (math.nan, math.nan))
-            total_txt = str(timedelta(seconds=int(total))) if math.isfinite(total) else "?"
-            row += f"{spc:^7.3f}|{total_txt:^9}|"
+            total_txt = str(timedelta(seconds=int(total))) if math.isfinite(total) else "-"
+            row += (f"{spc:^7.3f}|" if math.isfinite(spc) else f'{"-":^7}|') + f"{total_txt:^9}|"
         if samples_per_s is not None:
             rate = samples_per_s.get(name)
             row += f"{rate:^8.2f}|" if rate is not None and math.isfinite(rate) else f'{"-":^8}|'

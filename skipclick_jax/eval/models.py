@@ -89,7 +89,6 @@ def load_eval_model(spec: str, dtype: str = "float32") -> EvalModel:
     key = _cache_key(spec, dtype)
     if _LAST is not None and _LAST[0] == key:
         return _LAST[1]
-    _LAST = None  # release the previous model before loading the next one
     if spec.startswith(RANDOM_PREFIX):
         from ..config import preset
         from ..model import SkipClick, init_params

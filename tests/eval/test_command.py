@@ -223,13 +223,6 @@ def test_missing_dataset_folder_and_bad_arguments(eval_checkpoint, capsys, tmp_p
     assert code == 2 and "none.pth" in err
 
 
-def test_random_weights_are_announced(sources, capsys):
-    code, out, _ = _evaluate(capsys, "--checkpoint", "random:tiny", "--datasets", f"folder:{sources['folder']}",
-                             "--n-clicks", "1", "--max-samples", "1", "--batch", "1")
-    assert code == 0
-    assert out.count("RANDOM WEIGHTS") == 2 and "MEANINGLESS" in out
-
-
 def test_register_adds_the_subcommand():
     parser = argparse.ArgumentParser(prog="skipclick")
     register(parser.add_subparsers(dest="command", required=True))
@@ -273,3 +266,52 @@ def test_labelme_conversion_keeps_groups_and_ignore(sources):
     assert any((s.gt == -1).any() for s in samples)  # __ignore__ regions
     sofa = [s for s in samples if s.id.startswith("2011_000006/")][-1]  # four polygons, one group
     assert (sofa.gt == 1).sum() > 1000
+
+
+def test_named_datasets_under_data_root_and_wseseg_average(eval_checkpoint, voc_arc, capsys, tmp_path):
+    """GrabCut found below --data-root (ignore band 128), two WSESeg classes (float images, one object per
+    mask value) through --dataset-path WSESeg=...; the table gets the WSESeg average and the paper-style row."""
+    from PIL import Image
+
+    from .test_datasets import make_grabcut, write_palette_mask
+
+    make_grabcut(tmp_path / "data" / "GrabCut")
+    (vrgb, vmasks), (argb, amasks) = voc_arc
+    wse = tmp_path / "sports"
+    for cls, image, masks in [("flickr_bobsleighs", vrgb, vmasks[:3]), ("flickr_snowboards", argb, amasks[:2])]:
+        labels = np.zeros(image.shape[:2], np.uint8)
+        for k, m in enumerate(masks, start=1):
+            labels[m > 0] = 10 * k
+        write_palette_mask(wse / cls / "mask_img.png", labels)
+        Image.fromarray(image).save(wse / cls / "img.jpg")
+    code, out, err = _evaluate(capsys, "--checkpoint", str(eval_checkpoint), "--datasets",
+                               "GrabCut,WSESeg_flickr_bobsleighs,WSESeg_flickr_snowboards",
+                               "--data-root", str(tmp_path / "data"), "--dataset-path", f"WSESeg={wse}",
+                               "--n-clicks", "2", "--out", str(tmp_path / "r.json"))
+    assert code == 0, err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert {k: len(v["samples"]) for k, v in data.items()} == {
+        "GrabCut": 2, "WSESeg_flickr_bobsleighs": 3, "WSESeg_flickr_snowboards": 2}
+    assert [s["id"] for s in data["WSESeg_flickr_bobsleighs"]["samples"]] == ["img/10", "img/20", "img/30"]
+    assert "WSESeg average (2 cl.)" in out and "| Bobsleigh" in out and "Snowboards" in out
+
+
+def test_paper_numbers():
+    from skipclick_jax.eval.paper import PAPER_RESULTS, compare_with_paper
+
+    assert PAPER_RESULTS["GrabCut"] == {"NoC@90": 1.44} and PAPER_RESULTS["HQSeg"]["NoF@95"] == 608
+    classes = [k for k in PAPER_RESULTS if k.startswith("WSESeg_")]
+    assert len(classes) == 10
+    for key, want in (("NoC@85", 6.494), ("NoC@90", 9.163)):  # the paper's average of its per-class values
+        assert round(sum(PAPER_RESULTS[c][key] for c in classes) / 10, 3) == want
+    lines = compare_with_paper({"GrabCut": {"NoC@90": 1.5}, "DAVIS": {"NoC@90": 5.0, "NoC@95": None,
+                                                                      "NoF@95": 150}, "folder:x": {}})
+    assert len(lines) == 2 and "NoC@90 1.500 (paper 1.44)" in lines[0] and "NoC@95 ? (paper 11.92)" in lines[1]
+
+
+def test_random_weights_are_announced(sources, capsys):
+    """Last in this file: loading other weights evicts the small model kept in memory by the CLI."""
+    code, out, _ = _evaluate(capsys, "--checkpoint", "random:tiny", "--datasets", f"folder:{sources['folder']}",
+                             "--n-clicks", "1", "--max-samples", "1", "--batch", "1")
+    assert code == 0
+    assert out.count("RANDOM WEIGHTS") == 2 and "MEANINGLESS" in out
