@@ -107,14 +107,18 @@ def _check_resume_config(workdir: Path, config: TrainConfig) -> None:
 
 
 class _SignalFlag:
-    """SIGTERM/SIGINT → finish the current step, save a checkpoint, return (main thread only)."""
+    """SIGTERM/SIGINT → finish the current step, save a checkpoint, return (main thread only).
 
-    def __init__(self) -> None:
+    Single-process runs only: with several processes JAX's preemption notifier owns SIGTERM and
+    `CheckpointManager.reached_preemption` makes all hosts stop at the same step."""
+
+    def __init__(self, enabled: bool = True) -> None:
         self.raised: int | None = None
+        self._enabled = enabled
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _SignalFlag:
-        if _is_main_thread():
+        if self._enabled and _is_main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -243,7 +247,7 @@ def train(
 
     stopped_by_signal = False
     try:
-        with _SignalFlag() as flag:
+        with _SignalFlag(enabled=n_proc == 1) as flag:
             for step in range(start, end):
                 local = next(data_iter)
                 batch = {k: jax.make_array_from_process_local_data(sharding, local[k]) for k in local}
