@@ -114,6 +114,10 @@ def test_data_source_specs(cocolvis_root, tmp_path):
     assert isinstance(open_source(f"folder:{tmp_path}"), FolderSource)
     assert len(open_source(f"coco-json:{annotations}")) == 2
     assert isinstance(open_source(f"coco-json:{annotations},{tmp_path / 'images'}"), CocoJsonSource)
+    from skipclick_jax.data import prepare_tfds
+
+    prepare_tfds({"train": FolderSource(tmp_path)}, tmp_path / "tfds")
+    assert len(open_source(f"tfds:{tmp_path / 'tfds'}")) == len(FolderSource(tmp_path))
     for bad in ("cocolvis", "zip:/x", f"cocolvis:{tmp_path}/missing"):
         with pytest.raises((ValueError, FileNotFoundError)):
             open_source(bad)
