@@ -117,7 +117,8 @@ def load_checkpoint(
     path = Path(path)
     if path.is_dir():
         config = config or read_config(path)
-        params = _restore(path, param_shapes(config))
+        # Exports of multi-process runs restore as numpy; make them device arrays once, not per jitted call.
+        params = jax.tree.map(jnp.asarray, _restore(path, param_shapes(config)))
     elif path.suffix == ".safetensors" and path.exists():
         # Original key names; the exact config is in the metadata (`skipclick export … x.safetensors`).
         from .export.formats import read_skipclick_safetensors

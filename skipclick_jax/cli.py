@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "skipclick_jax.inference.bench",
     "skipclick_jax.export.command",
     "skipclick_jax.annotate.command",
+    "skipclick_jax.train.command",
 ]
 
 
