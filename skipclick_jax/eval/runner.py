@@ -175,6 +175,32 @@ def warm_up_session(engine: Any) -> None:
     jax.block_until_ready(engine.click(features, prev, [[(0.0, 0.0, True)]]))
 
 
+def predictor_for(model: EvalModel, dataset: str, mode: str = "cvpr", flip: bool = True,
+                  zoom_in: bool = False) -> Any:
+    """An unbatched :class:`~skipclick_jax.eval.loop.Predictor` for ``dataset`` under ``mode``.
+
+    A :class:`~skipclick_jax.inference.ClickSession` at the dataset's network size (the original evaluation
+    predictor, zoom-in suppressed), or with ``zoom_in`` the :class:`~skipclick_jax.eval.zoom_in.ZoomInPredictor`.
+    """
+    return _unbatched_predictor(model.engine(network_size(canonical_reader(dataset), mode), flip), zoom_in)
+
+
+def _unbatched_predictor(engine: Any, zoom_in: bool) -> Any:
+    if zoom_in:
+        from .zoom_in import ZoomInPredictor
+
+        return ZoomInPredictor(engine)
+    from ..inference import ClickSession
+
+    return ClickSession(engine=engine)
+
+
+def canonical_reader(name: str) -> str:
+    """Reader name of a dataset name (``folder``/``coco-json`` entries may carry a ``:PATH``)."""
+    kind = name.partition(":")[0].strip().lower()
+    return kind if kind in GENERIC_SOURCES else canonical_name(name)
+
+
 def evaluate_spec(model: EvalModel, spec: DatasetSpec, settings: EvalSettings, dataset: EvalDataset,
                   progress: bool = True) -> DatasetResult:
     """Evaluate one dataset with the predictor ``settings`` call for (module docstring)."""
@@ -185,14 +211,7 @@ def evaluate_spec(model: EvalModel, spec: DatasetSpec, settings: EvalSettings, d
     start = time.perf_counter()
     if settings.zoom_in or settings.batch <= 1:
         warm_up_session(engine)
-        if settings.zoom_in:
-            from .zoom_in import ZoomInPredictor
-
-            predictor: Any = ZoomInPredictor(engine)
-        else:
-            from ..inference import ClickSession
-
-            predictor = ClickSession(engine=engine, threshold=settings.thresh)
+        predictor = _unbatched_predictor(engine, settings.zoom_in)
         warm_s = time.perf_counter() - start
         result = evaluate_dataset(predictor, samples, name=spec.name, progress=progress, **common)
         result.settings.update(batch=1, zoom_in=settings.zoom_in)

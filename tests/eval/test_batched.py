@@ -95,3 +95,17 @@ def test_pool_keeps_each_slots_features(eval_model, real_samples):
         for pooled, own in zip(group.pool.skip, slot.features.skip_terms, strict=True):
             np.testing.assert_array_equal(np.asarray(pooled[i]), np.asarray(own))
     assert jax.tree.leaves(group.pool.pos_embed)
+
+
+def test_predictor_per_dataset_size(eval_model):
+    """The unbatched predictor follows the dataset's network size (SPEC 3.8) and the flip/zoom settings."""
+    from skipclick_jax.eval.runner import predictor_for
+    from skipclick_jax.eval.zoom_in import ZoomInPredictor
+
+    assert isinstance(predictor_for(eval_model, "GrabCut"), ClickSession)
+    sizes = {name: predictor_for(eval_model, name).engine.size for name in ("GrabCut", "DAVIS", "HQSeg",
+                                                                           "WSESeg_yt_sports", "folder:/x")}
+    assert sizes == {"GrabCut": 448, "DAVIS": 672, "HQSeg": 896, "WSESeg_yt_sports": 896, "folder:/x": 448}
+    session = predictor_for(eval_model, "DAVIS", mode="fixed224", flip=False)
+    assert (session.engine.size, session.engine.flip) == (224, False)
+    assert isinstance(predictor_for(eval_model, "SBD", zoom_in=True), ZoomInPredictor)
