@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "skipclick_jax.export.command",
     "skipclick_jax.annotate.command",
     "skipclick_jax.train.command",
+    "skipclick_jax.eval.command",
 ]
 
 

@@ -135,7 +135,7 @@ def _exact_step(engine_ref: Callable[[], ClickEngine], params: Any, tokens: jax.
 
     def one(args: Any) -> jax.Array:
         tok, sk, p, a, b, on = args
-        run = lambda: engine._click_impl(  # noqa: E731 - the engine's own batch-1 step, same arithmetic
+        run = lambda: engine.click_step(  # noqa: E731 - the engine's own batch-1 step, same arithmetic
             params, ImageFeatures(tok, sk, pos_embed), p, ClickOffsets(a, b))
         return jax.lax.cond(on, run, lambda: jnp.zeros_like(p))
 
@@ -151,7 +151,7 @@ def _vectorized_step(engine_ref: Callable[[], ClickEngine], params: Any, tokens:
     # Slot-major (B, F, ...) → the engine's feature layout [images | mirrored images] (F·B, ...).
     flat = lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:])  # noqa: E731
     features = ImageFeatures(flat(tokens), None if skip is None else tuple(map(flat, skip)), pos_embed)
-    return engine._click_impl(params, features, jnp.concatenate(prevs), offsets)[:, None]
+    return engine.click_step(params, features, jnp.concatenate(prevs), offsets)[:, None]
 
 
 class BatchedEvaluator:

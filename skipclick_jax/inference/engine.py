@@ -71,7 +71,7 @@ class ClickEngine:
         self.params = jax.device_put(params)
         self._encode = jax.jit(self._encode_impl)
         self._logits = jax.jit(self._logits_impl)
-        self._click = jax.jit(self._click_impl, donate_argnums=(2,))
+        self._click = jax.jit(self.click_step, donate_argnums=(2,))
         self._to_network = jax.jit(self._to_network_impl)
         self._to_image = jax.jit(self._to_image_impl, static_argnums=(1,))
 
@@ -92,7 +92,9 @@ class ClickEngine:
             features = features.replace(tokens=rep(features.tokens), skip_terms=terms)
         return self.model.apply({"params": params}, features, prev, offsets, method=SkipClick.decode)
 
-    def _click_impl(self, params: Any, features: ImageFeatures, prev: jax.Array, offsets: ClickOffsets) -> jax.Array:
+    def click_step(self, params: Any, features: ImageFeatures, prev: jax.Array, offsets: ClickOffsets) -> jax.Array:
+        """The click step as a pure function of (params, features, prev, offsets) → probabilities (unjitted),
+        for callers composing it into their own compiled programs (e.g. the batched evaluator)."""
         logits = self._logits_impl(params, features, prev, offsets)
         if self.flip:
             half = logits.shape[0] // 2
