@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from ..eval.datasets.coco_json import rle_encode
+from ..coco_masks import rle_encode
 from .images import ImageEntry
 from .paths import UnsafeNameError, safe_join
 

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from skipclick_jax.data.coco_masks import segmentation_to_mask
+from skipclick_jax.coco_masks import segmentation_to_mask
 from skipclick_jax.data.records import (
     EncodedRecord,
     Record,

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from skipclick_jax.data.coco_masks import rle_encode
+from skipclick_jax.coco_masks import rle_encode
 from skipclick_jax.data.records import pack_masks
 
 MIN_INSTANCE_AREA = 80  # RITM's creation threshold
@@ -236,7 +236,9 @@ def write_coco_json(root: str | Path, num_images: int = 8, seed: int = 0,
             if k % 3 == 0:
                 contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                                cv2.CHAIN_APPROX_SIMPLE)
-                segmentation = [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+                # Contour points are pixel indices; COCO polygons live in continuous coordinates where
+                # pixel (x, y) is centred at (x + 0.5, y + 0.5).
+                segmentation = [(c.reshape(-1) + 0.5).tolist() for c in contours if len(c) >= 3]
             else:
                 segmentation = rle_encode(mask, compressed=k % 3 == 1)
             ys, xs = np.nonzero(mask)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from skipclick_jax.annotate import AnnotationServer, command
-from skipclick_jax.eval.datasets.coco_json import rle_decode
+from skipclick_jax.coco_masks import rle_decode
 
 from .conftest import png_bytes
 

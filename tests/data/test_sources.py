@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -9,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from skipclick_jax.data import CocoJsonSource, CocoLvisSource, FolderSource, UnsafePickleError
-from skipclick_jax.data.coco_masks import (
+from skipclick_jax.coco_masks import (
     counts_from_string,
     counts_to_string,
     polygons_to_mask,
     rle_decode,
     rle_encode,
 )
+from skipclick_jax.data import CocoJsonSource, CocoLvisSource, FolderSource, UnsafePickleError
 from skipclick_jax.data.records import object_mask, pack_masks
 from skipclick_jax.data.safe_pickle import safe_loads
 
@@ -132,9 +133,10 @@ def test_rle_codec_hand_cases():
 
 
 def test_polygon_rasterisation():
-    mask = polygons_to_mask([[1, 1, 5.4, 1, 5.4, 3.6, 1, 3.6]], 6, 8)  # rounded to x 1..5, y 1..4
+    # pycocotools semantics: pixel (r, c) is in when its centre (c + .5, r + .5) is inside: x 1..4, y 1..3
+    mask = polygons_to_mask([[1, 1, 5.4, 1, 5.4, 3.6, 1, 3.6]], 6, 8)
     expected = np.zeros((6, 8), np.uint8)
-    expected[1:5, 1:6] = 1
+    expected[1:4, 1:5] = 1
     np.testing.assert_array_equal(mask, expected)
 
 
@@ -163,6 +165,7 @@ def test_folder_source(folder_root):
 def test_coco_json_source_matches_folder(folder_root):
     coco = CocoJsonSource(folder_root / "annotations.json", folder_root / "images")
     folder = FolderSource(folder_root)
+    annotations = json.loads((folder_root / "annotations.json").read_text())["annotations"]
     assert len(coco) == len(folder)
     for i in range(len(coco)):
         a, b = coco[i], folder[i]
@@ -170,12 +173,15 @@ def test_coco_json_source_matches_folder(folder_root):
         np.testing.assert_array_equal(a["image"], b["image"])
         n = len(b["objects"]["layer"])
         assert len(a["objects"]["layer"]) == n  # the crowd annotation is skipped
+        anns = [x for x in annotations if x["image_id"] == i + 1 and not x["iscrowd"]]
         for k in range(n):
             ma, mb = object_mask(a["layers"], a["objects"], k), object_mask(b["layers"], b["objects"], k)
             if k % 3:  # RLE: exact
                 np.testing.assert_array_equal(ma, mb)
-            else:  # polygon from the outer contour: close
-                assert (ma & mb).sum() / (ma | mb).sum() > 0.85
+            else:  # polygon: exactly its pycocotools rasterisation, and close to the mask it was traced from
+                h, w = mb.shape
+                np.testing.assert_array_equal(ma, polygons_to_mask(anns[k]["segmentation"], h, w).astype(bool))
+                assert (ma & mb).sum() / (ma | mb).sum() > 0.6
     with_crowd = CocoJsonSource(folder_root / "annotations.json", folder_root / "images", skip_crowd=False)
     assert len(with_crowd[0]["objects"]["layer"]) == len(coco[0]["objects"]["layer"]) + 1
     assert pickle.loads(pickle.dumps(coco))._index is None
