@@ -34,14 +34,29 @@ EXPECTED = {
 }
 
 
+_CONVERTED: dict = {}
+
+
+def _convert(variant, tmp_path_factory):
+    """Reference model of `variant`, written as an original checkpoint and loaded (once per variant)."""
+    if variant not in _CONVERTED:
+        ref = make_reference(variant, seed=sum(map(ord, variant)) % 1000)
+        path = tmp_path_factory.mktemp(variant) / "checkpoint.pth"
+        write_checkpoint(ref, path, variant)
+        model, params = load_checkpoint(path)
+        _CONVERTED[variant] = (variant, ref, model, params)
+    return _CONVERTED[variant]
+
+
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def converted(request, tmp_path_factory):
-    variant = request.param
-    ref = make_reference(variant, seed=hash(variant) % 1000)
-    path = tmp_path_factory.mktemp(variant) / "checkpoint.pth"
-    write_checkpoint(ref, path, variant)
-    model, params = load_checkpoint(path)
-    return variant, ref, model, params
+    return _convert(request.param, tmp_path_factory)
+
+
+# One variant with skips and fuse, one without: what the cache split depends on.
+@pytest.fixture(scope="module", params=["skipclick", "frozen"])
+def converted_split(request, tmp_path_factory):
+    return _convert(request.param, tmp_path_factory)
 
 
 def test_detected_configuration(converted):
@@ -70,14 +85,12 @@ def test_logits_and_taps_match_reference(converted, size):
     logits = np.asarray(logits)
     assert logits.shape == (2, size, size, 1)
     np.testing.assert_allclose(logits, want["logits"], atol=1e-3, rtol=0)
-    # The check is meaningful only if the logits are not all alike.
-    assert want["logits"].std() > 0.3
+    # The check is meaningful only if the logits vary on a scale far above the tolerance.
+    assert want["logits"].std() > 100 * 1e-3
 
 
-def test_encode_then_decode_equals_forward(converted):
-    variant, _, model, params = converted
-    if variant not in ("skipclick", "frozen"):  # one with and one without skips and fuse
-        pytest.skip("covered by the skipclick and frozen variants")
+def test_encode_then_decode_equals_forward(converted_split):
+    _, _, model, params = converted_split
     image, prev, points = random_inputs(2, 112, seed=7)
     full = np.asarray(jitted(model)(params, image, prev, points))
     features = jitted(model, "encode")(params, image)
@@ -85,10 +98,8 @@ def test_encode_then_decode_equals_forward(converted):
     np.testing.assert_allclose(split, full, atol=2e-5, rtol=0)
 
 
-def test_decode_broadcasts_one_image_over_several_objects(converted):
-    variant, _, model, params = converted
-    if variant != "skipclick":
-        pytest.skip("batching does not depend on the variant")
+def test_decode_broadcasts_one_image_over_several_objects(tmp_path_factory):
+    _, _, model, params = _convert("skipclick", tmp_path_factory)
     image, prev, points = random_inputs(3, 112, seed=9)
     features = jitted(model, "encode")(params, image[:1])
     together = np.asarray(jitted(model, "decode")(params, features, prev, points))
