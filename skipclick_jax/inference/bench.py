@@ -190,7 +190,7 @@ def torch_reference_for(model: SkipClick, params: Any) -> Any:
         fusion_heads=cfg.fusion_heads, fusion_mlp_ratio=cfg.fusion_mlp_ratio, neck_out_dims=cfg.neck_dims,
         head_channels=cfg.head_channels, upsample=cfg.upsample, dropout_ratio=cfg.head_dropout,
         num_classes=cfg.num_classes, norm_radius=cfg.click_radius)
-    state = {k: torch.from_numpy(v) for k, v in flax_to_torch(params, skipclick_entries(cfg)).items()}
+    state = {k: torch.from_numpy(np.array(v)) for k, v in flax_to_torch(params, skipclick_entries(cfg)).items()}
     ref.load_state_dict(state, strict=True)
     return ref.eval()
 
