@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "skipclick_jax.convert.command",
     "skipclick_jax.demo",
     "skipclick_jax.inference.bench",
+    "skipclick_jax.train.bench",
     "skipclick_jax.export.command",
     "skipclick_jax.annotate.command",
     "skipclick_jax.train.command",

@@ -7,7 +7,7 @@
 Modules: `config` (TrainConfig, presets, overrides), `loss` (normalised focal loss, batch IoU), `clicks`
 (training click rule with OpenCV's mask-5 distance transform, on device), `state` (TrainState, optimiser,
 mesh), `step` (the jitted step), `checkpointing` (Orbax manager + export), `loop` (`train`), `command`
-(`skipclick train`), `bench` (step images/s and FLOPs: `python -m skipclick_jax.train.bench`). Names are
+(`skipclick train`), `bench` (step images/s and FLOPs: `skipclick bench-train`). Names are
 imported lazily so that `skipclick --help` stays fast.
 """
 

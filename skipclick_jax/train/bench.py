@@ -1,4 +1,4 @@
-"""Train-step throughput and FLOPs: `python -m skipclick_jax.train.bench --config configs/tiny.py`.
+"""Train-step throughput and FLOPs: `skipclick bench-train --config configs/tiny.py`.
 
 Measures the jitted train step exactly as `train` runs it (all devices of the process, batch sharded,
 state donated) on a fixed synthetic batch: compile time, then the median step time over `--steps` steps
@@ -128,11 +128,7 @@ def measure_throughput(config: Any, steps: int = 20, warmup: int = 2) -> dict[st
             "steps": steps}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .config import apply_overrides, load_config
-
-    p = argparse.ArgumentParser(prog="python -m skipclick_jax.train.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny", help="config file or preset name (default tiny)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
@@ -141,7 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lowered-cost", action="store_true",
                    help="cost analysis of the unoptimised program (no compilation; for very large models on CPU)")
     p.add_argument("--peak-tflops", type=float, help="device peak, to report the fraction of peak")
-    args = p.parse_args(argv)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print the results as JSON (and write them to `--json`)."""
+    from ..atomic import write_bytes_atomic
+    from .config import apply_overrides, load_config
+
     config = apply_overrides(load_config(args.config), args.overrides)
     result: dict[str, Any] = {"config": config.name, "backend": jax.default_backend(),
                               "device": jax.devices()[0].device_kind, "compute_dtype": config.compute_dtype}
@@ -153,9 +156,26 @@ def main(argv: list[str] | None = None) -> int:
             result["achieved_tflops"] = result["images_per_s"] * result["flops_per_image"] / 1e12
             if args.peak_tflops:
                 result["fraction_of_peak"] = result["achieved_tflops"] / args.peak_tflops
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        write_bytes_atomic(args.json, (text + "\n").encode())
     return 0
+
+
+def register(subparsers) -> None:
+    """`skipclick bench-train [--config CFG] [--set k=v] [--steps N] [--flops]`."""
+    p = subparsers.add_parser("bench-train", help="train-step images/s and FLOPs per image",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m skipclick_jax.train.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
