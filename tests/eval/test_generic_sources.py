@@ -13,7 +13,8 @@ from matplotlib.path import Path as MplPath
 
 from skipclick_jax.coco_masks import counts_from_string as rle_string_to_counts
 from skipclick_jax.coco_masks import counts_to_string as counts_to_rle_string
-from skipclick_jax.eval.datasets import DatasetError, get_dataset, polygons_to_mask, rle_decode, rle_encode
+from skipclick_jax.coco_masks import polygons_to_mask, rle_decode, rle_encode
+from skipclick_jax.eval.datasets import DatasetError, get_dataset
 from skipclick_jax.eval.loop import evaluate_dataset, results_to_json
 
 from .fakes import DiskPredictor

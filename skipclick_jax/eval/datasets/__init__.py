@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import DatasetError, EvalDataset, EvalSample
-from .coco_json import CocoJsonDataset, annotation_to_mask, polygons_to_mask, rle_decode, rle_encode
+from .coco_json import CocoJsonDataset
 from .folder import FolderDataset, read_object_mask
 from .hqseg import HQSegDataset
 from .paired import BerkeleyDataset, CocoMValDataset, DavisDataset, GrabCutDataset
@@ -25,8 +25,8 @@ __all__ = [
     "DATASET_NAMES", "WSESEG_CLASSES", "WSESEG_DATASETS", "BerkeleyDataset", "CocoJsonDataset",
     "CocoMValDataset", "DatasetError", "DavisDataset", "EvalDataset", "EvalSample", "FolderDataset",
     "GrabCutDataset", "HQSegDataset", "PascalVOCDataset", "SBDDataset", "SHSegDataset", "WSESegDataset",
-    "annotation_to_mask", "canonical_name", "eval_size", "expand_dataset_names", "get_dataset",
-    "parse_eval_mode", "polygons_to_mask", "read_object_mask", "rle_decode", "rle_encode",
+    "canonical_name", "eval_size", "expand_dataset_names", "get_dataset", "parse_eval_mode",
+    "read_object_mask",
 ]
 
 WSESEG_DATASETS: tuple[str, ...] = tuple(f"WSESeg_{c}" for c in WSESEG_CLASSES)

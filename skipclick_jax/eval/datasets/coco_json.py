@@ -6,13 +6,7 @@ when given). Samples follow the order of the JSON's ``images`` list, then of ``a
 annotations (``iscrowd`` = 1) are skipped unless ``include_crowd``. Sample ids:
 ``<image stem>/<annotation id>``.
 
-Masks are decoded without pycocotools:
-
-* RLE (``{"size": [h, w], "counts": str | list}``): exact, column-major runs starting with background; the
-  compressed string form is COCO's LEB128-like 5-bit code with deltas after the third run.
-* Polygons: the same rasterisation as pycocotools (outline traced on a 1/5-pixel grid, column-centre crossings
-  toggle runs): pixel (r, c) is object when its centre (c + 0.5, r + 0.5) lies inside the polygon. Several
-  polygons of one annotation are united.
+Masks (RLE and polygons) are decoded by `skipclick_jax.coco_masks`, as pycocotools decodes them.
 """
 
 from __future__ import annotations
@@ -23,11 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ...coco_masks import polygons_to_mask, rle_decode, rle_encode, segmentation_to_mask
+from ...coco_masks import segmentation_to_mask
 from .base import DatasetError, EvalDataset, EvalSample, check_same_size, read_rgb
-
-annotation_to_mask = segmentation_to_mask
-__all__ = ["CocoJsonDataset", "annotation_to_mask", "polygons_to_mask", "rle_decode", "rle_encode"]
 
 
 class CocoJsonDataset(EvalDataset):
@@ -91,7 +82,7 @@ class CocoJsonDataset(EvalDataset):
         if (h, w) != image.shape[:2]:
             raise DatasetError(f"image {path} is {image.shape[1]}x{image.shape[0]}, JSON says {w}x{h}")
         try:
-            gt = annotation_to_mask(ann["segmentation"], h, w).astype(np.int32)
+            gt = segmentation_to_mask(ann["segmentation"], h, w).astype(np.int32)
         except (KeyError, ValueError, TypeError) as err:
             raise DatasetError(f"bad segmentation in {where}: {err}") from err
         check_same_size(image, gt, path, self.json_path)
