@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -128,18 +127,6 @@ def measure_throughput(config: Any, steps: int = 20, warmup: int = 2) -> dict[st
             "steps": steps}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="tiny", help="config file or preset name (default tiny)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
-    p.add_argument("--flops", action="store_true", help="also report FLOPs per image from XLA's cost analysis")
-    p.add_argument("--flops-only", action="store_true", help="only the FLOPs (no step is run)")
-    p.add_argument("--lowered-cost", action="store_true",
-                   help="cost analysis of the unoptimised program (no compilation; for very large models on CPU)")
-    p.add_argument("--peak-tflops", type=float, help="device peak, to report the fraction of peak")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-
-
 def run(args: argparse.Namespace) -> int:
     """Measure, print the results as JSON (and write them to `--json`)."""
     from ..atomic import write_bytes_atomic
@@ -167,16 +154,13 @@ def register(subparsers) -> None:
     """`skipclick bench-train [--config CFG] [--set k=v] [--steps N] [--flops]`."""
     p = subparsers.add_parser("bench-train", help="train-step images/s and FLOPs per image",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
+    p.add_argument("--config", default="tiny", help="config file or preset name (default tiny)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    p.add_argument("--flops", action="store_true", help="also report FLOPs per image from XLA's cost analysis")
+    p.add_argument("--flops-only", action="store_true", help="only the FLOPs (no step is run)")
+    p.add_argument("--lowered-cost", action="store_true",
+                   help="cost analysis of the unoptimised program (no compilation; for very large models on CPU)")
+    p.add_argument("--peak-tflops", type=float, help="device peak, to report the fraction of peak")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(run=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skipclick_jax.train.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
