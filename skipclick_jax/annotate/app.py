@@ -68,8 +68,8 @@ def encode_image(engine: ClickEngine, rgb: np.ndarray) -> Prepared:
     # image size. Doing it here, on the worker, keeps that compile out of the image's first click.
     h, w = rgb.shape[:2]
     s = engine.size
-    jax.block_until_ready(engine.to_network(jax.device_put(np.zeros((1, h, w, 1), np.float32))))
-    jax.block_until_ready(engine.to_image(jax.device_put(np.zeros((1, s, s, 1), np.float32)), (h, w)))
+    jax.block_until_ready(engine.to_network(np.zeros((1, h, w, 1), np.float32)))
+    jax.block_until_ready(engine.to_image(np.zeros((1, s, s, 1), np.float32), (h, w)))
     return Prepared(rgb, features, encode_ms)
 
 
@@ -173,7 +173,7 @@ class AnnotateApp:
         def run() -> None:
             s = self.engine.size
             features = self.engine.encode(np.zeros((1, s, s, 3), np.float32))
-            prev = jax.device_put(np.zeros((1, s, s, 1), np.float32))
+            prev = np.zeros((1, s, s, 1), np.float32)
             jax.block_until_ready(self.engine.click(features, prev, [[(s / 2, s / 2, True)]]))
 
         return self._encoder.submit(run)

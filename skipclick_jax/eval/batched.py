@@ -175,13 +175,13 @@ class BatchedEvaluator:
         self.engine, self.batch, self.mode, self.pipeline = engine, batch, mode, pipeline
         self.max_clicks, self.target_iou, self.thresh, self.min_clicks = max_clicks, target_iou, thresh, min_clicks
         self._step = _compiled_step(engine, mode)
-        self._zeros = jnp.zeros((1, engine.size, engine.size, 1), jnp.float32)
+        self._zeros = engine.put(np.zeros((1, engine.size, engine.size, 1), np.float32))
 
     def warm_up(self) -> None:
         """Compile the encode, the pool updates and the pool step on dummy inputs (keeps compilation out of
         the timings; the per-image-size resizes still compile on first use)."""
         s = self.engine.size
-        features = self.engine.encode(self.engine.to_network(jax.device_put(np.zeros((1, s, s, 3), np.float32))))
+        features = self.engine.encode(self.engine.to_network(np.zeros((1, s, s, 3), np.float32)))
         group = _Group(self.batch)
         group.pool.put(0, features)
         group.pool.put(0, features)
@@ -194,7 +194,7 @@ class BatchedEvaluator:
             raise ValueError(f"sample {sample.id}: image {np.shape(sample.image)} and gt {gt.shape} do not match")
         rgb = as_rgb_float(sample.image)
         # Exactly ClickSession.set_image: align_corners resize on device, batch-1 encode.
-        features = self.engine.encode(self.engine.to_network(jax.device_put(rgb[None])))
+        features = self.engine.encode(self.engine.to_network(rgb[None]))
         return _Slot(order, str(sample.id), gt, gt.shape, features, Clicker(gt), np.zeros(gt.shape, bool))
 
     def _network_click(self, slot: _Slot) -> None:
@@ -222,7 +222,7 @@ class BatchedEvaluator:
         prevs = tuple(self._zeros if s is None or s.prev is None else self.engine.to_network(s.prev)
                       for s in group.slots)
         offsets = self.engine.encode_clicks([[] if s is None else s.network_clicks for s in group.slots])
-        active = jnp.asarray(np.array([s is not None for s in group.slots]))
+        active = self.engine.put(np.array([s is not None for s in group.slots]))
         pool = group.pool
         return self._step(self.engine.params, pool.tokens, pool.skip, pool.pos_embed, prevs, offsets, active)
 

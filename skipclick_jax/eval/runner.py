@@ -170,8 +170,8 @@ def warm_up_session(engine: Any) -> None:
     import numpy as np
 
     s = engine.size
-    features = engine.encode(engine.to_network(jax.device_put(np.zeros((1, s, s, 3), np.float32))))
-    prev = engine.to_network(jax.device_put(np.zeros((1, s, s, 1), np.float32)))
+    features = engine.encode(engine.to_network(np.zeros((1, s, s, 3), np.float32)))
+    prev = engine.to_network(np.zeros((1, s, s, 1), np.float32))
     jax.block_until_ready(engine.click(features, prev, [[(0.0, 0.0, True)]]))
 
 

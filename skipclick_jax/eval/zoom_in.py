@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from ..inference import as_rgb_float
@@ -169,7 +168,7 @@ class ZoomInPredictor:
         prev = np.zeros((h, w), np.float32) if self._prev is None else self._prev
         prev_net = resize_bilinear_np(prev[rmin:rmax + 1, cmin:cmax + 1, None], (s, s))
         net_clicks = [((s * (cy - rmin)) / rh, (s * (cx - cmin)) / rw, p) for cy, cx, p in self.clicks]
-        prob = self.engine.click(self._features, jax.device_put(prev_net[None]), [net_clicks])
+        prob = self.engine.click(self._features, prev_net[None], [net_clicks])
         prob_roi = resize_bilinear_np(np.asarray(prob)[0], (rh, rw))[:, :, 0]
         if self._prev is None:
             out = prob_roi  # first click: the ROI is the whole image

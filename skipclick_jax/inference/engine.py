@@ -11,6 +11,11 @@
 
 Clicks are given in network coordinates as float64 (host) and encoded with the original's float64 disk
 arithmetic (`click_offsets`); everything else stays on device.
+
+Every array entering a compiled function is committed to the engine's device first (`put`). jit caches
+its executables per argument placement: an uncommitted array (numpy moved with a plain `device_put`,
+`jnp.zeros`) and a committed one (any output of a call on committed parameters, e.g. loaded weights)
+would compile the same step twice — a multi-second stall at a user's second click.
 """
 
 from __future__ import annotations
@@ -59,16 +64,21 @@ class ClickEngine:
         params: its parameters (kept on device).
         size: the network input side S (a multiple of the patch size).
         flip: horizontal-flip test-time augmentation (logits of the image and its mirror averaged).
-        capacity: point slots per sign; grows in steps of `capacity` if a session needs more.
+        capacity: point slots per sign (≥ 1); grows in steps of `capacity` if a session needs more.
+        device: where parameters and inputs live (default: the first device).
     """
 
-    def __init__(self, model: SkipClick, params: Any, size: int, *, flip: bool = True, capacity: int = 24):
+    def __init__(self, model: SkipClick, params: Any, size: int, *, flip: bool = True, capacity: int = 24,
+                 device: jax.Device | None = None):
         if size % model.config.patch_size:
             raise ValueError(f"network size {size} is not a multiple of the patch size {model.config.patch_size}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity (click slots per sign) must be a positive integer, got {capacity!r}")
         self.model, self.size, self.flip, self.step = model, size, flip, capacity
         self.capacity = capacity
         self._capacity_lock = threading.Lock()  # sessions on several threads may share an engine
-        self.params = jax.device_put(params)
+        self.device = device if device is not None else jax.devices()[0]
+        self.params = self.put(params)
         self._encode = jax.jit(self._encode_impl)
         self._logits = jax.jit(self._logits_impl)
         self._click = jax.jit(self.click_step, donate_argnums=(2,))
@@ -108,9 +118,14 @@ class ClickEngine:
         return resize_bilinear(x, hw, align_corners=True)
 
     # --- public API -----------------------------------------------------------------------------
+    def put(self, tree: Any) -> Any:
+        """Commit arrays (numpy or JAX, any pytree) to the engine's device; a no-op for those already there."""
+        return jax.device_put(tree, self.device)
+
     def encode(self, images: jax.Array | np.ndarray) -> ImageFeatures:
         """Encode (B, S, S, 3) float RGB images in [0, 1] (already at the network size)."""
-        return self._encode(self.params, jnp.asarray(images, jnp.float32))
+        images = images.astype(jnp.float32) if isinstance(images, jax.Array) else np.asarray(images, np.float32)
+        return self._encode(self.params, self.put(images))
 
     def encode_clicks(self, clicks_per_item: list[list[Click]]) -> ClickOffsets:
         """Clicks (network coordinates) → device `ClickOffsets`, growing the capacity if needed."""
@@ -120,20 +135,20 @@ class ClickEngine:
                 self.capacity += self.step  # one recompilation per growth step, never per click
             capacity = self.capacity
         points = points_array(clicks_per_item, capacity, self.size, self.flip)
-        return click_offsets(points, self.size, self.size)
+        return self.put(click_offsets(points, self.size, self.size))
 
     def click_logits(self, features: ImageFeatures, prev: jax.Array, clicks: list[list[Click]]) -> jax.Array:
         """Raw logits (B·(2 if flip), S, S, 1) of the click step (no averaging), mostly for tests."""
-        return self._logits(self.params, features, prev, self.encode_clicks(clicks))
+        return self._logits(self.params, self.put(features), self.put(prev), self.encode_clicks(clicks))
 
     def click(self, features: ImageFeatures, prev: jax.Array, clicks: list[list[Click]]) -> jax.Array:
         """Probabilities (B, S, S, 1) for each item's clicks; `prev` (B, S, S, 1) is consumed (donated)."""
-        return self._click(self.params, features, prev, self.encode_clicks(clicks))
+        return self._click(self.params, self.put(features), self.put(prev), self.encode_clicks(clicks))
 
     def to_network(self, prob: jax.Array) -> jax.Array:
         """(B, H, W, C) → (B, S, S, C), bilinear align_corners=True (the evaluation's ZoomIn resize)."""
-        return self._to_network(prob)
+        return self._to_network(self.put(prob))
 
     def to_image(self, prob: jax.Array, hw: tuple[int, int]) -> jax.Array:
         """(B, S, S, C) → (B, H, W, C), bilinear align_corners=True (the evaluation's inverse resize)."""
-        return self._to_image(prob, tuple(int(v) for v in hw))
+        return self._to_image(self.put(prob), tuple(int(v) for v in hw))

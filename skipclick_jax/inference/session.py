@@ -53,7 +53,7 @@ def encode_image(engine: ClickEngine, image: Any) -> tuple[ImageFeatures, tuple[
     Touches no session state, so it can run ahead on a worker thread; hand the result to `set_features`.
     """
     rgb = as_rgb_float(image)
-    network = engine.to_network(jax.device_put(rgb[None]))
+    network = engine.to_network(rgb[None])
     return engine.encode(network), rgb.shape[:2]
 
 
@@ -133,7 +133,7 @@ class ClickSession:
         h, w = self._require_image()
         if self._history:
             return self._history[-1]
-        return jax.device_put(np.zeros((1, h, w, 1), np.float32))  # jnp.zeros would compile per shape
+        return self.engine.put(np.zeros((1, h, w, 1), np.float32))  # jnp.zeros would compile per shape
 
     def add_click(self, y: float, x: float, is_positive: bool = True) -> np.ndarray:
         """Add a click at row `y`, column `x` of the original image; returns the H×W probability map."""

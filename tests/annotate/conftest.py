@@ -40,14 +40,19 @@ def png_bytes(h: int = 40, w: int = 50) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def engine():
-    """The tiny model (random weights), compiled once for every test of the package."""
+def engine(tmp_path_factory):
+    """The tiny model (random weights) saved as a checkpoint and loaded back, as `--checkpoint` does;
+    compiled once for every test of the package."""
+    from skipclick_jax import load_checkpoint
+    from skipclick_jax.checkpoint import save_params
     from skipclick_jax.config import SkipClickConfig
     from skipclick_jax.inference import ClickEngine
-    from skipclick_jax.model import SkipClick, init_params
+    from skipclick_jax.model import init_params
 
     config = SkipClickConfig.tiny()
-    return ClickEngine(SkipClick(config), init_params(config, seed=SEED), SIZE, flip=True)
+    path = save_params(tmp_path_factory.mktemp("annotate") / "tiny", config, init_params(config, seed=SEED))
+    model, params = load_checkpoint(path)
+    return ClickEngine(model, params, SIZE, flip=True)
 
 
 @dataclass

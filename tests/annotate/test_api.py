@@ -332,3 +332,31 @@ def test_binds_to_loopback_by_default(serve):
     assert AnnotationServer.__init__.__defaults__ == ("127.0.0.1", 8000)
     live = serve()
     assert live.server.server_address[0] == "127.0.0.1" and live.server.loopback_only
+
+
+def test_second_image_of_a_size_compiles_nothing(serve, tmp_path, compile_counter):
+    """With loaded weights (the `engine` fixture), after the first click on the first image of a size: no
+    compilation at all, neither at later clicks nor when opening the next image of that size (before the
+    fix the second click recompiled the click step: 2–4 s at full size)."""
+    import cv2
+
+    folder = tmp_path / "same_size"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("p.png", "q.png"):
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (70, 110, 3), dtype=np.uint8))
+    live = serve(images=folder)
+    c = live.client
+    live.app.warmup().result()
+    compiled = {}  # request → compilations it caused
+    for image_id in (0, 1):
+        before = compile_counter[0]
+        assert c.post(f"/api/images/{image_id}/open").status == 200
+        compiled[f"open {image_id}"] = compile_counter[0] - before
+        for k in range(10):
+            before = compile_counter[0]
+            r = c.post(f"/api/images/{image_id}/click", {"x": 10 + 9 * k, "y": 5 + 6 * k, "positive": k % 3 != 2})
+            assert r.status == 200
+            compiled[f"click {k} on {image_id}"] = compile_counter[0] - before
+    # Only the first image of this size compiles its resizes (when opened and at its first click).
+    assert {k for k, v in compiled.items() if v} <= {"open 0", "click 0 on 0"}, compiled

