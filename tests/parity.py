@@ -83,6 +83,33 @@ def taps_and_logits(model: SkipClick):
     return jax.jit(lambda params, *args: model.apply({"params": params}, *args, method=_taps_and_logits))
 
 
+# Parity tolerances (float32, matmul precision "highest"), set from the port's measured error on a 2-core
+# AVX2 machine, tight enough that the plausible bugs of tests/test_bugs_fail_parity.py fail them:
+# - taps: max |Δ| / max |ref| ≤ 7.2e-7 measured (every variant, 112 and 224 px; 9.3e-7 at full size);
+#   LayerNorm eps 1e-5 instead of 1e-6 gives 3.1e-6, tanh GELU in the encoder 1.4e-4.
+# - logits: ≤ 1.3e-5 measured (all small variants at 112 and 224 except x4, 6.0e-5: its two extra
+#   up-convolutions and ~3× larger logits); tanh GELU in a single fusion block gives 2.4e-4.
+TAPS_RTOL = 2e-6
+LOGITS_ATOL = 3e-5
+LOGITS_ATOL_BY_VARIANT = {"upsample_x4": 1.5e-4}
+
+
+def assert_matches_reference(taps, logits, want: dict, taps_rtol: float = TAPS_RTOL,
+                             logits_atol: float = LOGITS_ATOL) -> None:
+    """The parity check: every computed tap within `taps_rtol` (relative to the tap's largest entry) and the
+    logits within `logits_atol` of the reference (single-tap models compute only the first tap)."""
+    assert 0 < len(taps) <= len(want["taps"])
+    for k, (got, exp) in enumerate(zip(taps, want["taps"], strict=False)):
+        error = max_relative(np.asarray(got).reshape(exp.shape), exp)
+        assert error <= taps_rtol, f"tap {k}: relative error {error:.2e} > {taps_rtol:.0e}"
+    logits = np.asarray(logits)
+    assert logits.shape == want["logits"].shape
+    error = float(np.max(np.abs(logits - want["logits"])))
+    assert error <= logits_atol, f"logits: max abs error {error:.2e} > {logits_atol:.0e}"
+    # Meaningful only if the logits vary on a scale far above the tolerance.
+    assert want["logits"].std() > 5e3 * logits_atol, f"logits std {want['logits'].std():.3f}: vacuous check"
+
+
 def max_relative(a: np.ndarray, b: np.ndarray) -> float:
     """max |a - b| / max |b|: the relative error measure used for features."""
     return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))

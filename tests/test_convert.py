@@ -196,3 +196,16 @@ def test_hub_weights_must_match_the_named_size(tmp_path):
     save_dinov2_hub_checkpoint(ref, path)
     with pytest.raises(CheckpointError, match="do not match dinov2_vitb14"):
         load_encoder(path)
+
+
+def test_key_table_is_the_released_layout():
+    """The package's key table for the released configuration gives exactly the released checkpoint's keys,
+    in its order, with its shapes (the list is recorded from the official file)."""
+    from skipclick_jax import SkipClickConfig
+    from skipclick_jax.export.tensors import skipclick_shapes, torch_sources
+    from tests.released_keys import released_keys
+
+    config = SkipClickConfig.skipclick_vitb14_448()
+    shapes = skipclick_shapes(config)
+    got = [(s.name, list(s.shape)) for s in torch_sources(shapes, skipclick_entries(config), shapes)]
+    assert got == [(key, shape) for key, shape, _, _ in released_keys("dinov2")]

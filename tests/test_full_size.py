@@ -2,14 +2,13 @@
 converted with `skipclick convert`, against the PyTorch reference at 448 and 224."""
 
 import jax
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from skipclick_jax import SkipClickConfig, load_checkpoint  # noqa: E402
 from skipclick_jax.cli import main as cli  # noqa: E402
-from tests.parity import max_relative, random_inputs, reference_outputs, taps_and_logits  # noqa: E402
+from tests.parity import assert_matches_reference, random_inputs, reference_outputs, taps_and_logits  # noqa: E402
 from tests.torch_reference import (  # noqa: E402
     ReferenceDinoV2,
     ReferenceSkipClick,
@@ -45,7 +44,8 @@ def test_full_size_parity(full_size, size):
     image, prev, points = random_inputs(1, size, seed=size, n_points=4)
     want = reference_outputs(ref, image, prev, points)
     taps, logits = taps_and_logits(model)(params, image, prev, points)
-    errors = [max_relative(np.asarray(g).reshape(w.shape), w) for g, w in zip(taps, want["taps"], strict=True)]
-    assert max(errors) <= 1e-4, errors
-    np.testing.assert_allclose(np.asarray(logits), want["logits"], atol=1e-3, rtol=0)
-    assert want["logits"].std() > 0.3
+    # Measured: taps ≤ 9.3e-7 relative, logits 1.1e-5 (448) and 9.5e-6 (224). That is the float32 noise
+    # floor: on the same inputs PyTorch's own float32 logits are 2.5e-5 from a float64 evaluation of the
+    # reference (and so are ours), so no float32 port can be held much below 1e-5. A tanh GELU in the first
+    # fusion block alone moves these logits by 2.5e-4.
+    assert_matches_reference(taps, logits, want, logits_atol=2e-5)

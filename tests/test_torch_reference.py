@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from tests.released_keys import released_keys  # noqa: E402
 from tests.torch_reference import (  # noqa: E402
     IsegmStub,
     ReferenceDinoV2,
@@ -25,8 +25,6 @@ from tests.torch_reference import (  # noqa: E402
 )
 
 pytestmark = pytest.mark.torch
-
-KEY_LIST = Path("/work/shared/reference/state_dict_keys.txt")
 
 TINY_DINO = dict(embed_dim=48, depth=4, num_heads=4, pos_grid=9)  # 4 registers, antialiased, offset 0
 TINY = dict(
@@ -59,14 +57,7 @@ def tiny_inputs(batch=2, size=112, seed=0, dtype=torch.float32):
 
 
 def test_full_config_state_dict_matches_original_key_list():
-    if not KEY_LIST.exists():
-        pytest.skip(f"{KEY_LIST} not available")
-    expected = []
-    for line in KEY_LIST.read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape, dtype = line.split("\t")
-        expected.append((key, [int(s) for s in shape.strip("[]").split(",")], dtype.strip()))
+    expected = [(key, shape, dtype) for key, shape, dtype, _ in released_keys("dinov2")]
     with torch.device("meta"):  # shapes only; the 153M parameters are never allocated
         model = ReferenceSkipClick()
     got = [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()]
