@@ -14,7 +14,8 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 
-REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "demo"
+# Package data (installed with the wheel), so the demo runs from any directory after `pip install`.
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 RANDOM_BANNER = (
     "NOTE: the weights are RANDOM (no --checkpoint given), so the masks and IoUs below are meaningless;\n"
     "      the run shows the pipeline and its speed. Pass --checkpoint with converted SkipClick weights."
@@ -75,15 +76,16 @@ def run(args: argparse.Namespace) -> int:
         config = preset(args.preset)
         model, params = SkipClick(config, dtype=args.dtype), init_params(config, seed=args.seed)
         source = f"RANDOM weights ({args.preset}, seed {args.seed})"
-    print(f"SkipClick demo — {source}; network size {args.size}, flip TTA {'on' if args.flip else 'off'}, "
+    print(f"SkipClick demo — {source}; network size {args.size or model.config.image_size}, flip TTA {'on' if args.flip else 'off'}, "
           f"{args.dtype}, device {jax.devices()[0].platform}")
     if not args.checkpoint:
         print(RANDOM_BANNER)
-    session = ClickSession(model, params, size=args.size, flip=args.flip)
+    size = args.size or model.config.image_size  # default: the size the weights were trained at
+    session = ClickSession(model, params, size=size, flip=args.flip)
 
     t0 = time.perf_counter()
     session.set_image(image)
-    jax.block_until_ready(session._features)
+    jax.block_until_ready(session.features)
     print(f"image {image.shape[1]}×{image.shape[0]} encoded once in {1e3 * (time.perf_counter() - t0):.0f} ms "
           "(first call: includes compilation)")
 
@@ -108,10 +110,11 @@ def register(subparsers) -> None:
     """`skipclick demo [--checkpoint CKPT] [--image IMG --mask MASK] [--clicks 20] [--out PNG]`."""
     p = subparsers.add_parser("demo", help="simulated 20-click session on the bundled image (random weights default)")
     p.add_argument("--checkpoint", help="converted directory, original .pth or .safetensors (default: random weights)")
-    p.add_argument("--image", default=str(REPO_DATA / "image.jpg"), help="image file (default: the bundled one)")
-    p.add_argument("--mask", default=str(REPO_DATA / "mask.png"), help="object mask (non-zero = object)")
+    p.add_argument("--image", default=str(DEMO_DATA / "image.jpg"), help="image file (default: the bundled one)")
+    p.add_argument("--mask", default=str(DEMO_DATA / "mask.png"), help="object mask (non-zero = object)")
     p.add_argument("--clicks", type=int, default=20)
-    p.add_argument("--size", type=int, default=448, help="network input size S (multiple of 14)")
+    p.add_argument("--size", type=int, default=None,
+                   help="network input size S (a multiple of the patch size; default: the training size)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="disable horizontal-flip averaging")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--preset", default="skipclick_vitb14_448", help="architecture for random weights")

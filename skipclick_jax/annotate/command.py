@@ -41,7 +41,8 @@ def build_app(args: argparse.Namespace) -> Any:
             raise ValueError(e.args[0]) from None
         model, params = SkipClick(config, dtype=args.dtype), init_params(config, seed=args.seed)
         weights = f"RANDOM weights ({args.preset}, seed {args.seed})"
-    engine = ClickEngine(model, params, args.size, flip=args.flip)
+    size = args.size or model.config.image_size  # default: the size the weights were trained at
+    engine = ClickEngine(model, params, size, flip=args.flip)
     return AnnotateApp(
         args.images_dir,
         args.out,
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:  # port taken, address not on this machine, ...
         app.close()
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
-    print(f"skipclick annotate — {app.weights}; network size {args.size}, flip TTA {'on' if args.flip else 'off'}, "
+    print(f"skipclick annotate — {app.weights}; network size {app.engine.size}, flip TTA {'on' if args.flip else 'off'}, "
           f"{args.dtype}, device {jax.devices()[0].platform}")
     if app.random_weights:
         print(RANDOM_BANNER)
@@ -105,7 +106,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", help="converted directory, original .pth or .safetensors (default: random weights)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    p.add_argument("--size", type=int, default=448, help="network input size S (multiple of 14)")
+    p.add_argument("--size", type=int, default=None,
+                   help="network input size S (a multiple of the patch size; default: the checkpoint's training size)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="disable horizontal-flip averaging")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--preset", default="skipclick_vitb14_448", help="architecture for random weights")

@@ -119,6 +119,11 @@ class ClickSession:
     def image_size(self) -> tuple[int, int] | None:
         return self._hw
 
+    @property
+    def features(self) -> ImageFeatures | None:
+        """The current image's encoded features (None before `set_image`)."""
+        return self._features
+
     # --- clicks ---------------------------------------------------------------------------------
     @property
     def clicks(self) -> list[SessionClick]:

@@ -92,7 +92,8 @@ def test_busy_port_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.torch
 @pytest.mark.filterwarnings("ignore:.*is not a DINOv2 hub model")  # the small test encoder, expected
 def test_real_checkpoint_is_served_without_the_random_banner(tmp_path):
-    """An original-format .pth (small SkipClick from the parity helpers) loads and answers clicks."""
+    """An original-format .pth (small SkipClick from the parity helpers) loads and answers clicks, at the
+    network size the checkpoint was trained at (112 here) when no --size is given."""
     pytest.importorskip("torch")
     import argparse
     import io
@@ -111,7 +112,7 @@ def test_real_checkpoint_is_served_without_the_random_banner(tmp_path):
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())
     args = parser.parse_args(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "masks"),
-                              "--checkpoint", str(ckpt), "--size", "112", "--no-flip", "--no-prefetch"])
+                              "--checkpoint", str(ckpt), "--no-flip", "--no-prefetch"])
     app = command.build_app(args)
     server = AnnotationServer(app, "127.0.0.1", 0)
     server.start_background()
@@ -119,7 +120,7 @@ def test_real_checkpoint_is_served_without_the_random_banner(tmp_path):
         c = Client(server.port)
         info = c.get("/api/info").json()
         assert info["random_weights"] is False and info["weights"] == "weights from small_skipclick.pth"
-        assert info["flip"] is False
+        assert info["flip"] is False and info["size"] == 112
         r = c.post("/api/images/1/click", {"x": 40, "y": 50})
         assert r.status == 200 and np.array(Image.open(io.BytesIO(r.body))).shape == (100, 80)
     finally:
