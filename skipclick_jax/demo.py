@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
         config = preset(args.preset)
         model, params = SkipClick(config, dtype=args.dtype), init_params(config, seed=args.seed)
         source = f"RANDOM weights ({args.preset}, seed {args.seed})"
-    print(f"SkipClick demo — {source}; network size {args.size or model.config.image_size}, flip TTA {'on' if args.flip else 'off'}, "
+    size = args.size or model.config.image_size  # default: the size the weights were trained at
+    print(f"SkipClick demo — {source}; network size {size}, flip TTA {'on' if args.flip else 'off'}, "
           f"{args.dtype}, device {jax.devices()[0].platform}")
     if not args.checkpoint:
         print(RANDOM_BANNER)
-    size = args.size or model.config.image_size  # default: the size the weights were trained at
     session = ClickSession(model, params, size=size, flip=args.flip)
 
     t0 = time.perf_counter()

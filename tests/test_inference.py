@@ -251,3 +251,39 @@ def test_loaded_checkpoint_compiles_nothing_after_the_first_image(source, saved_
     # The first image compiles only the two resizes of its size (image → S, S → image) and the previous-mask
     # resize; the second compiles nothing.
     assert counts == [3, 0], counts
+
+
+def test_bad_click_arguments_are_clear_errors_and_lose_nothing(small):
+    _, model, params = small
+    for capacity in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="capacity"):
+            ClickSession(model, params, size=SIZE, capacity=capacity)
+    session = ClickSession(model, params, size=SIZE, flip=False, capacity=1)  # one slot per sign still works
+    session.set_image(np.zeros((40, 50, 3), np.uint8))
+    first = session.add_click(10, 10, True)
+    session.add_click(20, 20, True)  # grows to 2 slots
+    for y, x, positive in ((5, 5, "False"), (5, 5, 1), (np.array([5, 6]), 5, True), ("5", 5, True),
+                           (5, None, True), (True, 5, True)):
+        with pytest.raises(TypeError):
+            session.add_click(y, x, positive)
+    assert len(session.clicks) == 2
+    session.undo()
+    np.testing.assert_array_equal(session.probability, first)
+    session.add_click(np.float32(12.5), np.int64(3), np.bool_(False))  # numpy scalars are fine
+
+
+def test_model_rejects_malformed_points(small):
+    """Point arrays are checked before anything runs: shape (B, 2N, 3), an even row count, real numbers,
+    the batch of prev_mask."""
+    _, model, params = small
+    image, prev, points = random_inputs(2, SIZE, seed=1)
+    apply = lambda pts, pm=prev: model.apply({"params": params}, image, pm, pts)  # noqa: E731
+    for bad, err, words in (
+        (points[:, :5], ValueError, "even number of rows"),
+        (points[..., :2], ValueError, r"shape \(B, 2N, 3\)"),
+        (points[0], ValueError, r"shape \(B, 2N, 3\)"),
+        (points.astype(bool), TypeError, "real-valued"),
+        (points[:1], ValueError, "batch of 1"),
+    ):
+        with pytest.raises(err, match=words):
+            jax.eval_shape(apply, bad)

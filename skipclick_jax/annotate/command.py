@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:  # port taken, address not on this machine, ...
         app.close()
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
-    print(f"skipclick annotate — {app.weights}; network size {app.engine.size}, flip TTA {'on' if args.flip else 'off'}, "
-          f"{args.dtype}, device {jax.devices()[0].platform}")
+    print(f"skipclick annotate — {app.weights}; network size {app.engine.size}, "
+          f"flip TTA {'on' if args.flip else 'off'}, {args.dtype}, device {jax.devices()[0].platform}")
     if app.random_weights:
         print(RANDOM_BANNER)
     print(f"{len(app.catalog)} images in {args.images_dir}; masks go to {Path(args.out).resolve()}"

@@ -42,7 +42,7 @@ from ..inference.engine import ClickEngine
 from ..model.clicks import ClickOffsets
 from ..model.skipclick import ImageFeatures
 from .clicker import Clicker
-from .loop import DatasetResult, SampleResult
+from .loop import DatasetResult, SampleResult, check_gt
 from .metrics import iou, summarize
 
 BATCH_MODES = ("exact", "vectorized")
@@ -189,9 +189,7 @@ class BatchedEvaluator:
 
     # --- host side --------------------------------------------------------------------------------
     def _enter(self, order: int, sample: Any) -> _Slot:
-        gt = np.asarray(sample.gt)
-        if gt.ndim != 2 or tuple(np.shape(sample.image)[:2]) != gt.shape:
-            raise ValueError(f"sample {sample.id}: image {np.shape(sample.image)} and gt {gt.shape} do not match")
+        gt = check_gt(sample.image, sample.gt, str(sample.id))
         rgb = as_rgb_float(sample.image)
         # Exactly ClickSession.set_image: align_corners resize on device, batch-1 encode.
         features = self.engine.encode(self.engine.to_network(rgb[None]))
@@ -268,8 +266,12 @@ class BatchedEvaluator:
                     group.pending = self._dispatch(group)
 
     def evaluate(self, samples: Iterable[Any], name: str = "dataset", progress: bool = True,
-                 total: int | None = None) -> DatasetResult:
-        """Evaluate a whole dataset; results in dataset order, with the summary metrics and wall time."""
+                 total: int | None = None, on_done: Callable[[int, SampleResult], None] | None = None
+                 ) -> DatasetResult:
+        """Evaluate a whole dataset; results in dataset order, with the summary metrics and wall time.
+
+        ``on_done(position, result)`` is called as soon as a sample is finished (in completion order;
+        position: in ``samples``)."""
         if total is None:
             try:
                 total = len(samples)  # type: ignore[arg-type]
@@ -282,7 +284,13 @@ class BatchedEvaluator:
             bar = tqdm(total=total, desc=name, leave=False, dynamic_ncols=True, unit="sample")
         start = time.perf_counter()
         try:
-            done = dict(self.run(samples, on_done=(lambda _: bar.update(1)) if bar is not None else None))
+            done = {}
+            for order, result in self.run(samples):
+                done[order] = result
+                if bar is not None:
+                    bar.update(1)
+                if on_done is not None:
+                    on_done(order, result)
         finally:
             if bar is not None:
                 bar.close()

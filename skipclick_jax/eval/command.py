@@ -92,12 +92,32 @@ def _settings(args: argparse.Namespace) -> Any:
                         batch_mode=args.batch_mode, max_samples=args.max_samples)
 
 
+def _run_key(args: argparse.Namespace, settings: Any, specs: list[Any]) -> dict[str, Any]:
+    """What an evaluation's results depend on: a progress log is only resumed by the same evaluation.
+
+    The batch size is left out (``exact`` batches give the session loop's results), the weights are
+    identified by path and modification time."""
+    import dataclasses
+
+    checkpoint = Path(args.checkpoint)
+    stamp = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+    protocol = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("batch", "batch_mode")}
+    vectorized = settings.batch > 1 and settings.batch_mode == "vectorized" and not settings.zoom_in
+    return {"checkpoint": args.checkpoint, "checkpoint_mtime_ns": stamp, "dtype": args.dtype,
+            "datasets": [[s.name, s.reader, str(s.root), s.size] for s in specs], "settings": protocol,
+            "vectorized": vectorized, "ignore_value": args.ignore_value}
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``skipclick evaluate``; returns the exit status."""
     from .datasets import DatasetError
+    from .progress import ResumeError
 
     try:
         return _run(args)
+    except ResumeError as e:
+        print(f"skipclick evaluate: error: {e}", file=sys.stderr)
+        return 2
     except DatasetError as e:
         print(f"skipclick evaluate: error: {e}\n(pass --skip-corrupt to skip unreadable samples with a warning)",
               file=sys.stderr)
@@ -112,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     from .metrics import WSESEG_CLASS_LABELS, format_results_table, format_wseseg_table, wseseg_average
     from .models import load_eval_model
     from .paper import compare_with_paper
+    from .progress import ProgressLog
     from .runner import evaluate_spec, open_dataset, parse_dataset_paths, resolve_datasets
 
     settings = _settings(args)
@@ -131,29 +152,38 @@ def _run(args: argparse.Namespace) -> int:
         f"{settings.batch} ({settings.batch_mode})"
     print(f"execution: batch {batch_txt}; device {jax.devices()[0].platform}")
 
+    log = None
+    if args.out:  # every finished sample is logged, so a killed run resumes (eval/progress.py)
+        log = ProgressLog(f"{args.out}.progress.jsonl", _run_key(args, settings, specs))
+        if log.resumed:
+            print(f"resuming: {log.resumed} samples were finished by an interrupted run ({log.path})")
+
     results = []
     for spec in specs:
         dataset = open_dataset(spec, args.skip_corrupt, args.cache_dir, args.ignore_value)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = evaluate_spec(model, spec, settings, dataset, progress=args.progress)
+            result = evaluate_spec(model, spec, settings, dataset, progress=args.progress, log=log)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
+        if dataset.skipped:
+            print(f"warning: {spec.name}: {len(dataset.skipped)} samples skipped (--skip-corrupt)", file=sys.stderr)
         results.append(result)
         n = len(result.samples)
         clicks = sum(len(s.ious) for s in result.samples)
-        rate = n / result.elapsed_s if result.elapsed_s > 0 else float("nan")
         m = result.metrics
         nocs = " ".join(f"{k} {m[k]:.2f}" for k in ("NoC@85", "NoC@90", "NoC@95") if m.get(k) is not None)
-        print(f"{spec.name}: {n} objects, {clicks} clicks in {result.elapsed_s:.1f} s "
-              f"({rate:.2f} samples/s, {result.seconds_per_click:.4f} s/click; compilation before that "
-              f"{result.settings['warm_up_s']:.1f} s); {nocs}", flush=True)
+        resumed = result.settings.get("resumed_samples", 0)
+        timed = f" ({n - resumed} evaluated now)" if resumed else ""
+        print(f"{spec.name}: {n} objects{timed}, {clicks} clicks; {result.elapsed_s:.1f} s "
+              f"({result.samples_per_second:.2f} samples/s, {result.seconds_per_click:.4f} s/click; compilation "
+              f"before that {result.settings['warm_up_s']:.1f} s); {nocs}", flush=True)
         if args.out:
             write_results_json(args.out, results)
 
     summaries = {r.name: r.metrics for r in results}
     timings = {r.name: (r.seconds_per_click, r.elapsed_s) for r in results}
-    rates = {r.name: len(r.samples) / r.elapsed_s if r.elapsed_s > 0 else float("nan") for r in results}
+    rates = {r.name: r.samples_per_second for r in results}
     wse = [n for n in summaries if n.startswith("WSESeg_") and n[7:] in WSESEG_CLASS_LABELS]
     table_rows = dict(summaries)
     if len(wse) > 1:
@@ -181,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
             print("\n".join(lines))
     if args.out:
         print(f"results written to {write_results_json(args.out, results)}")
+        log.finish()
     if args.plot:
         curves = {r.name: r.metrics["mIoU@k"] for r in results}
         if not args.iou_analysis:

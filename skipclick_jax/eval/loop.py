@@ -15,7 +15,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -59,11 +59,31 @@ class DatasetResult:
     metrics: dict[str, Any]
     elapsed_s: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    # The samples `elapsed_s` covers (all of them, unless some were finished by an interrupted run).
+    timed: list[SampleResult] | None = None
+
+    @property
+    def _timed(self) -> list[SampleResult]:
+        return self.samples if self.timed is None else self.timed
 
     @property
     def seconds_per_click(self) -> float:
-        n = sum(len(s.ious) for s in self.samples)
+        n = sum(len(s.ious) for s in self._timed)
         return self.elapsed_s / n if n else float("nan")
+
+    @property
+    def samples_per_second(self) -> float:
+        return len(self._timed) / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
+def check_gt(image: Any, gt: Any, sample_id: str) -> np.ndarray:
+    """The ground truth as an array, after checking it fits the image and holds an object."""
+    gt = np.asarray(gt)
+    if gt.ndim != 2 or tuple(np.shape(image)[:2]) != gt.shape:
+        raise ValueError(f"sample {sample_id}: image {np.shape(image)} and gt {gt.shape} do not match")
+    if not np.any(gt == 1):
+        raise ValueError(f"sample {sample_id}: the object mask is empty (no pixel equals 1); its IoU is undefined")
+    return gt
 
 
 def evaluate_sample(predictor: Predictor, image: np.ndarray, gt: np.ndarray, max_clicks: int = 20,
@@ -74,9 +94,7 @@ def evaluate_sample(predictor: Predictor, image: np.ndarray, gt: np.ndarray, max
     The prediction is ``prob > thresh`` (strict, trap 23); the loop stops after click k when the float64
     IoU ≥ ``target_iou`` and k ≥ ``min_clicks``.
     """
-    gt = np.asarray(gt)
-    if gt.ndim != 2 or tuple(np.shape(image)[:2]) != gt.shape:
-        raise ValueError(f"image {np.shape(image)} and gt {gt.shape} do not match")
+    gt = check_gt(image, gt, sample_id)
     clicker = Clicker(gt)
     pred = np.zeros(gt.shape, dtype=bool)
     ious: list[float] = []
@@ -98,11 +116,13 @@ def evaluate_sample(predictor: Predictor, image: np.ndarray, gt: np.ndarray, max
 
 def evaluate_dataset(predictor: Predictor, dataset: Iterable[Any], name: str | None = None,
                      max_clicks: int = 20, target_iou: float = 0.95, thresh: float = 0.49,
-                     min_clicks: int = 1, progress: bool = True) -> DatasetResult:
+                     min_clicks: int = 1, progress: bool = True,
+                     on_done: Callable[[int, SampleResult], None] | None = None) -> DatasetResult:
     """Run :func:`evaluate_sample` on every sample of ``dataset`` and summarise.
 
     ``dataset`` yields objects with ``id``, ``image`` and ``gt`` attributes (see
     :class:`~skipclick_jax.eval.datasets.EvalSample`); its ``name`` attribute is used when ``name`` is None.
+    ``on_done(position, result)`` is called as soon as a sample is finished (position: in ``dataset``).
     """
     name = name if name is not None else str(getattr(dataset, "name", "dataset"))
     try:
@@ -120,6 +140,8 @@ def evaluate_dataset(predictor: Predictor, dataset: Iterable[Any], name: str | N
         results.append(evaluate_sample(predictor, sample.image, sample.gt, max_clicks=max_clicks,
                                        target_iou=target_iou, thresh=thresh, min_clicks=min_clicks,
                                        sample_id=str(sample.id)))
+        if on_done is not None:
+            on_done(len(results) - 1, results[-1])
     elapsed = time.perf_counter() - start
     metrics = summarize([r.ious for r in results], max_clicks=max_clicks, target_iou=target_iou)
     settings = {"max_clicks": max_clicks, "target_iou": target_iou, "thresh": thresh,

@@ -14,7 +14,6 @@ Predictor per dataset (all follow SPEC §3.3–3.5):
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from typing import Any
 from .batched import BatchedEvaluator
 from .datasets import EvalDataset, canonical_name, eval_size, expand_dataset_names, get_dataset
 from .loop import DatasetResult, evaluate_dataset
+from .metrics import summarize
 from .models import EvalModel
+from .progress import ProgressLog
 
 #: Folder of each dataset below ``--data-root`` (the original ``config.yml`` paths' last component first, then
 #: the dataset name). WSESeg classes share one root.
@@ -149,19 +150,24 @@ def open_dataset(spec: DatasetSpec, skip_corrupt: bool = False, cache_dir: str |
     return get_dataset(spec.reader, spec.root, skip_corrupt=skip_corrupt, **kwargs)
 
 
-class _Limited:
-    """The first ``limit`` samples of a dataset, with a length for the progress bar."""
+class _Pending:
+    """The samples of ``dataset`` at ``indices`` (those still to evaluate), with a length for progress bars.
 
-    def __init__(self, dataset: EvalDataset, limit: int | None) -> None:
-        self.dataset, self.limit = dataset, limit
+    ``taken[k]`` is the dataset index of the k-th sample yielded (skipped samples are not yielded)."""
+
+    def __init__(self, dataset: EvalDataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices
         self.name = dataset.name
+        self.taken: list[int] = []  # dataset index of each sample yielded so far
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        return n if self.limit is None else min(n, self.limit)
+        return len(self.indices)
 
     def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.dataset), self.limit)
+        for i in self.indices:
+            for sample in self.dataset.iter_indices([i]):
+                self.taken.append(i)
+                yield sample
 
 
 def warm_up_session(engine: Any) -> None:
@@ -202,24 +208,52 @@ def canonical_reader(name: str) -> str:
 
 
 def evaluate_spec(model: EvalModel, spec: DatasetSpec, settings: EvalSettings, dataset: EvalDataset,
-                  progress: bool = True) -> DatasetResult:
-    """Evaluate one dataset with the predictor ``settings`` call for (module docstring)."""
-    engine = model.engine(spec.size, settings.flip)
-    samples = _Limited(dataset, settings.max_samples)
+                  progress: bool = True, log: ProgressLog | None = None) -> DatasetResult:
+    """Evaluate one dataset with the predictor ``settings`` call for (module docstring).
+
+    With a progress ``log``, samples it already holds are not evaluated again and every finished sample is
+    recorded in it as soon as it is done; the result covers all samples, in dataset order.
+    """
+    ids = dataset.ids()[: settings.max_samples]
+    done = log.start_dataset(spec.name, ids) if log is not None else {}
+    samples = _Pending(dataset, [i for i in range(len(ids)) if i not in done])
+    new: dict[int, Any] = {}
+
+    def finished(position: int, result: Any) -> None:
+        index = samples.taken[position]  # the dataset index of the position-th sample read
+        new[index] = result
+        if log is not None:
+            log.record(spec.name, index, result)
+
     common = dict(max_clicks=settings.max_clicks, target_iou=settings.target_iou, thresh=settings.thresh,
                   min_clicks=settings.min_clicks)
     start = time.perf_counter()
-    if settings.zoom_in or settings.batch <= 1:
+    if not samples.indices:  # everything was finished before an interruption
+        result = DatasetResult(name=spec.name, samples=[], metrics={}, settings=dict(common, batch=settings.batch,
+                                                                                 zoom_in=settings.zoom_in))
+        warm_s = 0.0
+    elif settings.zoom_in or settings.batch <= 1:
+        engine = model.engine(spec.size, settings.flip)
         warm_up_session(engine)
         predictor = _unbatched_predictor(engine, settings.zoom_in)
         warm_s = time.perf_counter() - start
-        result = evaluate_dataset(predictor, samples, name=spec.name, progress=progress, **common)
+        result = evaluate_dataset(predictor, samples, name=spec.name, progress=progress, on_done=finished,
+                                  **common)
         result.settings.update(batch=1, zoom_in=settings.zoom_in)
     else:
+        engine = model.engine(spec.size, settings.flip)
         evaluator = BatchedEvaluator(engine, settings.batch, mode=settings.batch_mode, **common)
         evaluator.warm_up()
         warm_s = time.perf_counter() - start
-        result = evaluator.evaluate(samples, name=spec.name, progress=progress, total=len(samples))
+        result = evaluator.evaluate(samples, name=spec.name, progress=progress, total=len(samples),
+                                    on_done=finished)
         result.settings["zoom_in"] = False
-    result.settings.update(size=spec.size, flip=settings.flip, mode=settings.mode, warm_up_s=warm_s)
+    result.settings.update(size=spec.size, flip=settings.flip, mode=settings.mode, warm_up_s=warm_s,
+                           resumed_samples=len(done), skipped_samples=len(dataset.skipped))
+    if done:  # merge with the samples finished before the interruption, in dataset order
+        result.timed = result.samples
+        merged = {**done, **new}
+        result.samples = [merged[i] for i in sorted(merged)]
+        result.metrics = summarize([r.ious for r in result.samples], max_clicks=settings.max_clicks,
+                                   target_iou=settings.target_iou)
     return result

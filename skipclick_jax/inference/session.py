@@ -143,6 +143,12 @@ class ClickSession:
     def add_click(self, y: float, x: float, is_positive: bool = True) -> np.ndarray:
         """Add a click at row `y`, column `x` of the original image; returns the H×W probability map."""
         h, w = self._require_image()
+        for name, v in (("y", y), ("x", x)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"click {name} must be a real number (a pixel {'row' if name == 'y' else 'column'}), "
+                                f"got {v!r}")
+        if not isinstance(is_positive, (bool, np.bool_)):
+            raise TypeError(f"is_positive must be True or False, got {is_positive!r}")
         if not (np.isfinite(y) and np.isfinite(x) and 0 <= y < h and 0 <= x < w):
             raise ValueError(f"click ({y}, {x}) is outside the {h}×{w} image")
         s = self.engine.size

@@ -31,8 +31,22 @@ class ClickOffsets(NamedTuple):
     dx2: jax.Array  # (B, 2N, W) float32
 
 
+def check_points(points) -> None:
+    """Raise a clear error unless `points` is a (B, 2N, 3) array of real numbers (rows y, x, order)."""
+    dtype = np.dtype(points.dtype if hasattr(points, "dtype") else np.asarray(points).dtype)
+    shape = tuple(np.shape(points))
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"points must have shape (B, 2N, 3) — rows (y, x, order), positives first — got {shape}")
+    if shape[1] % 2:
+        raise ValueError(f"points must have an even number of rows (N positive then N negative slots; pad with "
+                         f"(-1, -1, -1)), got {shape[1]}")
+    if dtype == np.bool_ or not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise TypeError(f"points must be a real-valued (float or int) array, got dtype {dtype}")
+
+
 def click_offsets(points, height: int, width: int) -> ClickOffsets:
     """Encode (B, 2N, 3) points for an H×W input (see the module docstring for the arithmetic)."""
+    check_points(points)
     if isinstance(points, np.ndarray) and points.dtype == np.float64:
         return _click_offsets_float64(points, height, width)
     points = jnp.asarray(points, jnp.float32)

@@ -116,6 +116,10 @@ class SkipClick(nn.Module):
         offsets = points if isinstance(points, ClickOffsets) else click_offsets(points, h, w)
         if offsets.dy2.shape[-1] != h or offsets.dx2.shape[-1] != w:
             raise ValueError("click offsets were encoded for another input size")
+        if offsets.dy2.shape[0] != b:
+            raise ValueError(f"points are for a batch of {offsets.dy2.shape[0]}, prev_mask for a batch of {b}")
+        if features.tokens.shape[0] not in (1, b):
+            raise ValueError(f"features of {features.tokens.shape[0]} images for a batch of {b} (give 1 or {b})")
 
         maps = jnp.concatenate([prev_mask.astype(jnp.float32), disk_maps(offsets, self.config.click_radius)], -1)
         x = features.tokens + self.click_embed(maps)

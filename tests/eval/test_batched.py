@@ -131,3 +131,15 @@ def test_evaluating_more_images_of_a_size_compiles_nothing(eval_model_converted,
     before = compile_counter[0]
     run(voc[2:])
     assert compile_counter[0] == before
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_empty_ground_truth_is_a_clear_error(eval_model, real_samples, batch):
+    engine = eval_model.engine(SIZE)
+    empty = EvalSample("voc/empty", real_samples[0].image, np.zeros_like(real_samples[0].gt))
+    samples = [real_samples[1], empty]
+    with pytest.raises(ValueError, match="voc/empty: the object mask is empty"):
+        if batch == 1:
+            _session_results(engine, samples, max_clicks=2)
+        else:
+            BatchedEvaluator(engine, batch, max_clicks=2).evaluate(samples, progress=False)

@@ -315,3 +315,58 @@ def test_random_weights_are_announced(sources, capsys):
                              "--n-clicks", "1", "--max-samples", "1", "--batch", "1")
     assert code == 0
     assert out.count("RANDOM WEIGHTS") == 2 and "MEANINGLESS" in out
+
+
+def test_killed_evaluation_resumes_to_the_uninterrupted_results(sources, eval_checkpoint, capsys, tmp_path):
+    """`kill -9` mid-run, then the same command: it continues from the finished samples (logged one per line
+    and fsync'd next to --out) and writes exactly the results of a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed.json"
+    common = ["--checkpoint", str(eval_checkpoint), "--datasets", f"folder:{sources['folder']}",
+              "--iou-analysis", "--batch", "1", "--mode", "fixed112", "--no-progress"]
+    log = Path(f"{out}.progress.jsonl")
+    proc = subprocess.Popen([sys.executable, "-m", "skipclick_jax.eval.command", *common, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "XLA_FLAGS": ""})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and log.read_bytes().count(b'"ious"') >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # still running: kill it mid-dataset
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and log.exists()
+    finished = log.read_bytes().count(b'"ious"')
+
+    code, printed, _ = _evaluate(capsys, *common, "--out", str(out))
+    assert code == 0 and f"resuming: {finished} samples were finished" in printed
+    assert not log.exists()  # removed once the results are complete
+    code, _, _ = _evaluate(capsys, *common, "--out", str(tmp_path / "uninterrupted.json"))
+    assert code == 0
+    assert json.loads(out.read_text()) == json.loads((tmp_path / "uninterrupted.json").read_text())
+
+
+def test_progress_log_refuses_other_runs_and_drops_a_torn_line(tmp_path):
+    from skipclick_jax.eval.loop import SampleResult
+    from skipclick_jax.eval.progress import ProgressLog, ResumeError
+
+    path = tmp_path / "r.json.progress.jsonl"
+    log = ProgressLog(path, {"checkpoint": "a", "settings": {"max_clicks": 20}})
+    assert log.start_dataset("d", ["x", "y", "z"]) == {}
+    log.record("d", 1, SampleResult(clicks=[(3, 4, True)], ious=[0.5], id="y"))
+    with open(path, "ab") as f:
+        f.write(b'{"dataset": "d", "index": 2, "id": "z", "cli')  # cut short by a kill
+    again = ProgressLog(path, {"checkpoint": "a", "settings": {"max_clicks": 20}})
+    assert again.resumed == 1 and again.start_dataset("d", ["x", "y", "z"]) == {
+        1: SampleResult(clicks=[(3, 4, True)], ious=[0.5], id="y")}
+    again.record("d", 0, SampleResult(clicks=[(1, 1, True)], ious=[0.25], id="x"))
+    assert ProgressLog(path, {"checkpoint": "a", "settings": {"max_clicks": 20}}).resumed == 2  # file is clean
+    with pytest.raises(ResumeError, match="different settings"):
+        ProgressLog(path, {"checkpoint": "a", "settings": {"max_clicks": 5}})
+    with pytest.raises(ResumeError, match="samples of d changed"):
+        ProgressLog(path, {"checkpoint": "a", "settings": {"max_clicks": 20}}).start_dataset("d", ["x", "y"])

@@ -102,6 +102,21 @@ def test_grabcut_missing_mask_and_corrupt_image(tmp_path):
         assert [s.id for s in get_dataset("GrabCut", tmp_path, skip_corrupt=True)] == ["b"]
 
 
+@pytest.mark.parametrize("name", ["GrabCut", "Berkeley", "DAVIS", "COCO_MVal"])
+def test_empty_object_mask_is_an_error_or_counted_skip(tmp_path, name):
+    """An all-background mask has no IoU (0/0): it must never reach the metrics as NaN."""
+    layout = {"GrabCut": ("data_GT", "boundary_GT"), "Berkeley": ("images", "masks"),
+              "DAVIS": ("img", "gt"), "COCO_MVal": ("img", "gt")}[name]
+    make_grabcut(tmp_path, *layout)
+    write_gray(tmp_path / layout[1] / "b.png", np.zeros((5, 4), np.uint8))
+    with pytest.raises(DatasetError, match=r"sample b .*b\.png.*object mask is empty"):
+        list(get_dataset(name, tmp_path))
+    ds = get_dataset(name, tmp_path, skip_corrupt=True)
+    with pytest.warns(UserWarning, match="object mask is empty"):
+        assert [s.id for s in ds] == ["a"]
+    assert len(ds.skipped) == 1 and "b.png" in ds.skipped[0]
+
+
 def test_missing_dataset_folder(tmp_path):
     with pytest.raises(DatasetError, match="directory not found: .*data_GT"):
         len(get_dataset("GrabCut", tmp_path / "nowhere"))

@@ -7,7 +7,7 @@ when it is requested, so iteration streams through the dataset with one image in
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class EvalDataset:
         self.root = Path(root)
         self.skip_corrupt = skip_corrupt
         self._index: list[Any] | None = None
+        self.skipped: list[str] = []  # why each skipped sample was skipped (with skip_corrupt)
 
     # -- to implement -------------------------------------------------------------------------------------
     def _build_index(self) -> list[Any]:
@@ -73,16 +74,30 @@ class EvalDataset:
         return len(self.index)
 
     def __getitem__(self, i: int) -> EvalSample:
-        return self._load(self.index[i])
+        return self._checked(self.index[i])
 
     def __iter__(self) -> Iterator[EvalSample]:
-        for ref in self.index:
+        return self.iter_indices(range(len(self.index)))
+
+    def iter_indices(self, indices: Iterable[int]) -> Iterator[EvalSample]:
+        """The samples at ``indices``, in that order. Unreadable samples and samples whose object mask is
+        empty raise a :class:`DatasetError`, or with ``skip_corrupt`` are skipped with a warning, the reason
+        appended to :attr:`skipped`."""
+        for i in indices:
             try:
-                yield self._load(ref)
+                yield self._checked(self.index[i])
             except DatasetError as err:
                 if not self.skip_corrupt:
                     raise
+                self.skipped.append(str(err))
                 warnings.warn(f"{self.name}: skipping sample: {err}", stacklevel=2)
+
+    def _checked(self, ref: Any) -> EvalSample:
+        sample = self._load(ref)
+        if not np.any(np.asarray(sample.gt) == 1):
+            # An object without pixels has no IoU (0/0) and would turn the metrics into NaN.
+            raise DatasetError(f"sample {sample.id} ({describe_ref(ref)}): the object mask is empty")
+        return sample
 
     def ids(self) -> list[str]:
         """Sample ids in order, without decoding images (override when ids need no loading)."""
@@ -95,6 +110,13 @@ class EvalDataset:
             warnings.warn(f"{self.name}: {message}", stacklevel=3)
         else:
             raise DatasetError(f"{self.name}: {message}")
+
+
+def describe_ref(ref: Any) -> str:
+    """The files behind a sample reference (for messages), else the reference itself."""
+    parts = ref if isinstance(ref, tuple) else (ref,)
+    paths = [str(p) for p in parts if isinstance(p, Path)]
+    return ", ".join(paths) if paths else str(ref)
 
 
 def require_dir(path: Path, what: str) -> Path:
