@@ -52,6 +52,8 @@ from .app import AnnotateApp, ApiError, upload_too_large
 log = logging.getLogger("skipclick.annotate")
 
 MAX_JSON_BODY = 64 * 1024
+MAX_DRAIN_BYTES = 256 * 1024 * 1024  # an over-limit body is read and dropped up to this much (or 4× the limit)
+DRAIN_TIMEOUT_S = 30.0
 STATIC = {  # URL path → (file under static/, content type); nothing else is served from disk
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -184,9 +186,24 @@ class AnnotateHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(400, "invalid Content-Length")
         if length > limit:
-            self.close_connection = True  # the unread body must not be parsed as the next request
+            # Read (and drop) the body before answering: an ordinary client (urllib, requests) sends the
+            # whole body before it reads the response, and gets a connection reset instead of the 413 if
+            # the server closes first. Bounded, so a huge declared length cannot hold a thread for long.
+            self._discard(min(length, max(MAX_DRAIN_BYTES, 4 * limit)))
+            self.close_connection = True  # any unread rest must not be parsed as the next request
             raise ApiError(413, too_large(length))
         return self.rfile.read(length) if length else b""
+
+    def _discard(self, n: int) -> None:
+        self.connection.settimeout(DRAIN_TIMEOUT_S)
+        try:
+            while n > 0:
+                chunk = self.rfile.read(min(n, 1 << 20))
+                if not chunk:
+                    return
+                n -= len(chunk)
+        except OSError:  # timeout or reset: the client went away; the 413 is all we can do
+            pass
 
     def _json_body(self) -> dict[str, Any]:
         raw = self._body(MAX_JSON_BODY, lambda n: f"JSON body of {n} bytes is over {MAX_JSON_BODY}")
@@ -220,6 +237,9 @@ class AnnotateHandler(BaseHTTPRequestHandler):
 
     # --- routing ---------------------------------------------------------------------------------------
     def _route(self, method: str) -> Reply:
+        if len(self.headers.get_all("Host") or []) > 1:
+            self.close_connection = True
+            raise ApiError(400, "more than one Host header")
         if not self.server.allowed_host(self.headers.get("Host")):
             self.close_connection = True
             raise ApiError(403, "unexpected Host header (the server only answers to its loopback address)")

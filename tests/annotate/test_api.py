@@ -313,6 +313,38 @@ def test_prefetch_encodes_the_next_image(serve):
     assert live.client.post("/api/images/1/open").json()["prefetched"] is True
 
 
+def test_oversized_upload_sent_in_full_by_urllib_gets_the_413(serve):
+    """An ordinary client sends the whole body before reading the answer; the 413 must still reach it
+    (before the fix the server closed first and urllib failed with a broken pipe / connection reset)."""
+    import urllib.error
+    import urllib.request
+
+    live = serve(max_upload_bytes=1000)
+    body = b"\x89PNG" + bytes(8 * 1024 * 1024)  # far more than the socket buffers hold
+    request = urllib.request.Request(f"{live.url}api/upload?name=big.png", data=body, method="POST",
+                                     headers={"Content-Type": "image/png"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=60)
+    assert caught.value.code == 413
+    assert "exceeds the limit" in json.loads(caught.value.read())["error"]
+    assert not (live.masks / "uploads").exists()
+    assert live.client.get("/api/images").status == 200  # and the server keeps serving
+
+
+def test_two_host_headers_are_a_bad_request(serve):
+    import socket
+
+    live = serve()
+    with socket.create_connection(("127.0.0.1", live.server.port), timeout=30) as sock:
+        sock.sendall(f"GET /api/images HTTP/1.1\r\nHost: 127.0.0.1:{live.server.port}\r\n"
+                     "Host: evil.example\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(65536):  # the server closes the connection after the error
+            chunks.append(chunk)
+    reply = b"".join(chunks).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 400") and "more than one Host header" in reply
+
+
 def test_foreign_hosts_and_origins_are_refused(serve):
     live = serve()
     c = live.client
