@@ -360,7 +360,8 @@ def test_binds_to_loopback_by_default(serve):
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())
     args = parser.parse_args(["annotate", "imgs", "--out", "masks"])
-    assert (args.host, args.port, args.size, args.threshold, args.coco) == ("127.0.0.1", 8000, 448, 0.5, False)
+    assert (args.host, args.port, args.threshold, args.coco) == ("127.0.0.1", 8000, 0.5, False)
+    assert args.size is None  # the checkpoint's training size
     assert AnnotationServer.__init__.__defaults__ == ("127.0.0.1", 8000)
     live = serve()
     assert live.server.server_address[0] == "127.0.0.1" and live.server.loopback_only
