@@ -17,14 +17,15 @@ goes through these rules (``isegm/inference/transforms/zoom_in.py``):
 4. The S×S probability map is resized to the ROI size and pasted into a zero map of the image size (from the
    second click on; the first click's ROI is the full image). Outside the ROI the probability is 0.
 
-The ROI rules are plain functions, tested on hand-checked cases; the resizes run on the host with PyTorch's
-bilinear index/weight arithmetic (``bilinear_taps``), so arbitrary ROI sizes need no recompilation.
+The ROI rules are small methods of :class:`Box` (written from the description above and tested on
+hand-checked cases and against the PyTorch reference predictor); the resizes run on the host with
+PyTorch's bilinear index/weight arithmetic (``bilinear_taps``), so arbitrary ROI sizes need no recompilation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,63 +33,80 @@ from ..inference import as_rgb_float
 from ..inference.engine import ClickEngine
 from ..model.resize import bilinear_taps
 
-Roi = tuple[int, int, int, int]  # (r_min, r_max, c_min, c_max), inclusive
 RoiClick = tuple[float, float, bool]  # (y, x, is_positive) in image pixels
 
 
-def bbox_from_mask(mask: np.ndarray) -> Roi:
-    """Inclusive bounding box of the non-zero pixels of a non-empty 2-D mask."""
-    rows = np.flatnonzero(np.any(mask, axis=1))
-    cols = np.flatnonzero(np.any(mask, axis=0))
-    if not len(rows):
-        raise ValueError("bbox_from_mask needs a non-empty mask")
-    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+class Box(NamedTuple):
+    """A pixel box with inclusive ends: rows ``top..bottom``, columns ``left..right``."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @classmethod
+    def covering(cls, mask: np.ndarray) -> Box:
+        """The smallest box holding every non-zero pixel of a non-empty 2-D mask."""
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            raise ValueError("an empty mask has no bounding box")
+        return cls(int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1]))
+
+    @classmethod
+    def whole(cls, height: int, width: int) -> Box:
+        return cls(0, height - 1, 0, width - 1)
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top + 1
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left + 1
+
+    def grown(self, factor: float, min_side: float = 0.0) -> Box:
+        """Scaled by ``factor`` about its centre, each side at least ``min_side`` pixels long.
+
+        The new ends are centre ∓ side/2, rounded to the nearest integer with ties to even (SimpleClick
+        rounds numpy floats with ``round``, which breaks ties that way, like Python's ``round``).
+        """
+        mid_row, mid_col = (self.top + self.bottom) / 2, (self.left + self.right) / 2
+        half_h = max(factor * self.height, min_side) / 2
+        half_w = max(factor * self.width, min_side) / 2
+        return Box(round(mid_row - half_h), round(mid_row + half_h), round(mid_col - half_w), round(mid_col + half_w))
+
+    def clipped(self, height: int, width: int) -> Box:
+        """The part of the box inside an image of ``height`` × ``width`` pixels."""
+        return Box(max(self.top, 0), min(self.bottom, height - 1), max(self.left, 0), min(self.right, width - 1))
+
+    def similarity(self, other: Box) -> float:
+        """SimpleClick's box "IoU": the overlap ratio of the row spans times that of the column spans,
+        each ratio being shared pixels over the pixels of the span covering both (never 0/0)."""
+
+        def overlap(a0: int, a1: int, b0: int, b1: int) -> float:
+            shared = min(a1, b1) - max(a0, b0) + 1
+            covering = max(a1, b1) - min(a0, b0) + 1
+            return max(shared, 0) / max(covering, 1e-6)
+
+        return overlap(self.top, self.bottom, other.top, other.bottom) * overlap(
+            self.left, self.right, other.left, other.right)
+
+    def keeps(self, clicks: Sequence[RoiClick]) -> bool:
+        """Whether every positive click lies inside, its last row and column counting as outside
+        (SimpleClick tests ``>=`` against the inclusive end)."""
+        return all(self.top <= y < self.bottom and self.left <= x < self.right for y, x, positive in clicks
+                   if positive)
 
 
-def expand_bbox(bbox: Roi, ratio: float, min_size: float | None = None) -> Roi:
-    """Scale the box by ``ratio`` around its centre, sides at least ``min_size``; ends rounded half to even."""
-    rmin, rmax, cmin, cmax = bbox
-    rcenter, ccenter = 0.5 * (rmin + rmax), 0.5 * (cmin + cmax)
-    height, width = ratio * (rmax - rmin + 1), ratio * (cmax - cmin + 1)
-    if min_size is not None:
-        height, width = max(height, min_size), max(width, min_size)
-    # Python's round() is round-half-to-even, as the original's round() on numpy floats.
-    return (int(round(rcenter - 0.5 * height)), int(round(rcenter + 0.5 * height)),
-            int(round(ccenter - 0.5 * width)), int(round(ccenter + 0.5 * width)))
-
-
-def clamp_bbox(bbox: Roi, rmin: int, rmax: int, cmin: int, cmax: int) -> Roi:
-    """Clamp a box to the given inclusive limits."""
-    return max(rmin, bbox[0]), min(rmax, bbox[1]), max(cmin, bbox[2]), min(cmax, bbox[3])
-
-
-def _segment_iou(a: int, b: int, c: int, d: int) -> float:
-    inter = max(0, min(b, d) - max(a, c) + 1)
-    union = max(1e-6, max(b, d) - min(a, c) + 1)
-    return inter / union
-
-
-def bbox_iou(b1: Roi, b2: Roi) -> float:
-    """The original's box "IoU": the product of the row-interval and column-interval IoUs."""
-    return _segment_iou(b1[0], b1[1], b2[0], b2[1]) * _segment_iou(b1[2], b1[3], b2[2], b2[3])
-
-
-def object_roi(mask: np.ndarray, clicks: Sequence[RoiClick], ratio: float = 1.4, min_size: float = 200) -> Roi:
-    """Candidate ROI: box of ``mask`` ∪ positive click pixels, expanded and clamped to the image."""
-    mask = np.array(mask, dtype=bool)
+def candidate_roi(mask: np.ndarray, clicks: Sequence[RoiClick], factor: float = 1.4, min_side: float = 200
+                  ) -> Box:
+    """The region the next click is computed in: the box of ``mask`` and the positive clicks' pixels, grown by
+    ``factor`` (sides at least ``min_side``) and clipped to the image."""
+    marked = np.array(mask, dtype=bool)
     for y, x, positive in clicks:
         if positive:
-            mask[int(y), int(x)] = True
-    h, w = mask.shape
-    return clamp_bbox(expand_bbox(bbox_from_mask(mask), ratio, min_size), 0, h - 1, 0, w - 1)
-
-
-def roi_holds_positive_clicks(roi: Roi, clicks: Sequence[RoiClick]) -> bool:
-    """True when every positive click is inside ``roi`` (strictly before its last row and column, as the original)."""
-    for y, x, positive in clicks:
-        if positive and (y < roi[0] or y >= roi[1] or x < roi[2] or x >= roi[3]):
-            return False
-    return True
+            marked[int(y), int(x)] = True
+    return Box.covering(marked).grown(factor, min_side).clipped(*marked.shape)
 
 
 def resize_bilinear_np(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -128,8 +146,8 @@ class ZoomInPredictor:
     def reset(self) -> None:
         """Forget clicks, the previous probability map and the ROI (the image is kept)."""
         self.clicks: list[RoiClick] = []
-        self.roi: Roi | None = None
-        self.rois: list[Roi] = []  # ROI used at each click (for inspection and tests)
+        self.roi: Box | None = None
+        self.rois: list[Box] = []  # ROI used at each click (for inspection and tests)
         self._prev: np.ndarray | None = None  # H×W float32 probability map after the last click
         self._features: Any = None
 
@@ -139,16 +157,13 @@ class ZoomInPredictor:
         self.reset()
 
     def _update_roi(self) -> None:
-        h, w = self._image.shape[:2]
-        candidate = None
+        candidate = Box.whole(*self._image.shape[:2])
         if self._prev is not None:
             mask = self._prev > np.float32(self.prob_thresh)
             if mask.any():
-                candidate = object_roi(mask, self.clicks, self.expansion_ratio, self.min_crop_size)
-        if candidate is None:
-            candidate = (0, h - 1, 0, w - 1)
-        if (self.roi is None or not roi_holds_positive_clicks(self.roi, self.clicks)
-                or bbox_iou(candidate, self.roi) < self.recompute_iou):
+                candidate = candidate_roi(mask, self.clicks, self.expansion_ratio, self.min_crop_size)
+        if (self.roi is None or not self.roi.keeps(self.clicks)
+                or candidate.similarity(self.roi) < self.recompute_iou):
             self.roi, self._features = candidate, None
 
     def add_click(self, y: float, x: float, is_positive: bool) -> np.ndarray:
@@ -159,9 +174,10 @@ class ZoomInPredictor:
         s = self.engine.size
         self.clicks.append((y, x, bool(is_positive)))
         self._update_roi()
-        rmin, rmax, cmin, cmax = self.roi
-        self.rois.append(self.roi)
-        rh, rw = rmax - rmin + 1, cmax - cmin + 1
+        roi = self.roi
+        self.rois.append(roi)
+        rmin, rmax, cmin, cmax = roi
+        rh, rw = roi.height, roi.width
         if self._features is None:  # the ROI changed: encode its crop
             crop = resize_bilinear_np(self._image[rmin:rmax + 1, cmin:cmax + 1], (s, s))
             self._features = self.engine.encode(crop[None])

@@ -5,53 +5,45 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skipclick_jax.eval.zoom_in import (
-    ZoomInPredictor,
-    bbox_from_mask,
-    bbox_iou,
-    clamp_bbox,
-    expand_bbox,
-    object_roi,
-    resize_bilinear_np,
-    roi_holds_positive_clicks,
-)
+from skipclick_jax.eval.zoom_in import Box, ZoomInPredictor, candidate_roi, resize_bilinear_np
 
 from .conftest import SIZE
 
 
-def test_bbox_expand_round_half_even_and_clamp():
+def test_box_grow_rounds_half_to_even_and_clips():
     mask = np.zeros((375, 500), bool)
     mask[3, 4] = mask[10, 7] = True
-    assert bbox_from_mask(mask) == (3, 10, 4, 7)
+    box = Box.covering(mask)
+    assert box == (3, 10, 4, 7) and (box.height, box.width) == (8, 4)
     # centre (6.5, 5.5), size 1.4·(8, 4) = (11.2, 5.6): 0.9 → 1, 12.1 → 12, 2.7 → 3, 8.3 → 8
-    assert expand_bbox((3, 10, 4, 7), 1.4) == (1, 12, 3, 8)
+    assert box.grown(1.4) == (1, 12, 3, 8)
     # at least 200 px: 6.5 ∓ 100 = −93.5, 106.5 and 5.5 ∓ 100 = −94.5, 105.5 — halves go to the even neighbour
-    assert expand_bbox((3, 10, 4, 7), 1.4, 200) == (-94, 106, -94, 106)
-    assert clamp_bbox((-94, 106, -94, 106), 0, 374, 0, 499) == (0, 106, 0, 106)
+    assert box.grown(1.4, 200) == (-94, 106, -94, 106)
+    assert Box(-94, 106, -94, 106).clipped(375, 500) == (0, 106, 0, 106)
+    assert Box.whole(375, 500) == (0, 374, 0, 499)
     with pytest.raises(ValueError):
-        bbox_from_mask(np.zeros((4, 4), bool))
+        Box.covering(np.zeros((4, 4), bool))
 
 
-def test_object_roi_adds_positive_clicks_only():
+def test_candidate_roi_adds_positive_clicks_only():
     mask = np.zeros((600, 800), bool)
     mask[300:320, 400:430] = True  # 20×30 box → 28×42 after ×1.4 → 200×200 minimum
-    assert object_roi(mask, []) == (210, 410, 314, 514)
+    assert candidate_roi(mask, []) == (210, 410, 314, 514)
     # A positive click far to the right widens the box; a negative one does not.
-    roi = object_roi(mask, [(310, 700, True), (10, 10, False)])
-    rmin, rmax, cmin, cmax = roi
+    rmin, rmax, cmin, cmax = candidate_roi(mask, [(310, 700, True), (10, 10, False)])
     assert (rmin, rmax) == (210, 410)
     assert cmin == round(550 - 0.5 * 1.4 * 301) and cmax == min(799, round(550 + 0.5 * 1.4 * 301))
     assert not mask[310, 700]  # the caller's mask is not modified
 
 
-def test_box_iou_and_click_containment():
-    assert bbox_iou((0, 9, 0, 9), (5, 14, 0, 9)) == pytest.approx(5 / 15)
-    assert bbox_iou((0, 9, 0, 9), (20, 29, 0, 9)) == 0
-    roi = (10, 50, 20, 60)
-    assert roi_holds_positive_clicks(roi, [(49, 59, True), (5, 5, False)])
-    assert not roi_holds_positive_clicks(roi, [(50, 30, True)])  # the last row counts as outside (>=)
-    assert not roi_holds_positive_clicks(roi, [(30, 60, True)])
-    assert not roi_holds_positive_clicks(roi, [(9, 30, True)])
+def test_box_similarity_and_click_containment():
+    assert Box(0, 9, 0, 9).similarity(Box(5, 14, 0, 9)) == pytest.approx(5 / 15)
+    assert Box(0, 9, 0, 9).similarity(Box(20, 29, 0, 9)) == 0
+    roi = Box(10, 50, 20, 60)
+    assert roi.keeps([(49, 59, True), (5, 5, False)])
+    assert not roi.keeps([(50, 30, True)])  # the last row counts as outside (>=)
+    assert not roi.keeps([(30, 60, True)])
+    assert not roi.keeps([(9, 30, True)])
 
 
 def test_host_resize_matches_pytorch():
