@@ -197,7 +197,7 @@ def train(
     start = int(jax.device_get(state.step))
     end = config.total_steps if max_steps is None else min(max_steps, config.total_steps)
 
-    writer = MetricsWriter(workdir, enabled=is_chief)
+    writer = MetricsWriter(workdir, enabled=is_chief, start_step=start)
     export_dir = workdir / EXPORT_DIR
     spe, global_batch = config.steps_per_epoch, config.batch_size
     sharding = batch_sharding(mesh)
