@@ -1,12 +1,14 @@
 """`skipclick bench`: latency of the per-image encode and the per-click step, measured honestly.
 
-For each (size, dtype, batch): the cold time (first call, including compilation) and warm
-p50/p90/p99 over many calls (`block_until_ready` on every call), FLOPs per call from XLA's cost analysis
-and the achieved FLOP/s (and the fraction of `--peak-tflops`). The click step is timed as a user meets it:
-host-side click encoding, transfer, the compiled step; each call feeds the previous output back as the
-previous mask (it is donated). `--compare-torch` times the PyTorch reference of the same architecture,
-with the same weights, in the same process, with the original's per-click semantics (`set_image` /
-`apply_click`), interleaved with the JAX calls so both see the same machine load.
+For each (size, dtype, batch): the cold time (first call, including compilation) and warm percentiles
+over `--calls` timed calls each of encode and click (`block_until_ready` on every call), FLOPs per call
+from XLA's cost analysis and the achieved FLOP/s (and the fraction of `--peak-tflops`). A percentile is
+only reported when enough calls stand behind it (p90: 10, p99: 100); every figure says how many. The
+click step is timed as a user meets it: host-side click encoding, transfer, the compiled step; each call
+feeds the previous output back as the previous mask (it is donated). `--compare-torch` times
+`skipclick_jax.pytorch.TorchSkipClick` (the torch extra) with the same weights, in the same process, with
+the original's per-click semantics (`set_image` / `apply_click`: fuse and FPN first layers redone per
+click), interleaved call by call with the JAX calls so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -28,20 +28,24 @@ from ..atomic import write_bytes_atomic
 from ..model import SkipClick
 from .engine import ClickEngine
 
+# A percentile is reported only with at least this many timed calls behind it.
+MIN_CALLS = {50: 1, 90: 10, 99: 100}
+
 
 @dataclass
 class Timing:
-    """Cold (first call) and warm percentiles in milliseconds."""
+    """Cold (first call) and warm times in milliseconds."""
 
     cold_ms: float
     warm_ms: list[float] = field(repr=False)
 
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.warm_ms, q))
-
-    def summary(self) -> dict[str, float]:
-        return {"cold_ms": self.cold_ms, "p50_ms": self.percentile(50), "p90_ms": self.percentile(90),
-                "p99_ms": self.percentile(99), "calls": len(self.warm_ms)}
+    def summary(self) -> dict[str, float | int | None]:
+        """cold, p50/p90/p99 (None where fewer calls than `MIN_CALLS` were timed) and the call count."""
+        n = len(self.warm_ms)
+        out: dict[str, float | int | None] = {"cold_ms": self.cold_ms, "calls": n}
+        for q, needed in MIN_CALLS.items():
+            out[f"p{q}_ms"] = float(np.percentile(self.warm_ms, q)) if n >= needed else None
+        return out
 
 
 @dataclass
@@ -100,30 +104,30 @@ def bench_engine(model: SkipClick, params: Any, size: int, batch: int, flip: boo
     # per-head loop once, which would undercount the attention by the number of heads.
     counted = ClickEngine(model.clone(attention="fused"), engine.params, size, flip=flip)
     offsets = counted.encode_clicks(clicks)
-    encode_flops = _flops(counted._encode.lower(engine.params, jnp.asarray(images)).compile())
-    click_flops = _flops(counted._click.lower(engine.params, features, prev, offsets).compile())
+    encode_flops = _flops(jax.jit(counted.encode_step).lower(engine.params, counted.put(images)).compile())
+    click_flops = _flops(jax.jit(counted.click_step).lower(engine.params, features, prev, offsets).compile())
 
     torch_timer = _TorchTimer(torch_ref, images[:1], prev, clicks[:1]) if torch_ref is not None else None
-    enc_ms, click_ms = [], []
-    for i in range(calls):
+    click_ms, enc_ms = [], []
+    for _ in range(calls):  # each JAX call next to a PyTorch one: both see the same machine load
         t0 = time.perf_counter()
         prev = jax.block_until_ready(engine.click(features, prev, clicks))
         click_ms.append(1e3 * (time.perf_counter() - t0))
         if torch_timer:
             torch_timer.click()
-        if i % 4 == 0:  # the encode is slower; fewer samples keep the run short
-            t0 = time.perf_counter()
-            jax.block_until_ready(engine.encode(images))
-            enc_ms.append(1e3 * (time.perf_counter() - t0))
-            if torch_timer:
-                torch_timer.encode()
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        jax.block_until_ready(engine.encode(images))
+        enc_ms.append(1e3 * (time.perf_counter() - t0))
+        if torch_timer:
+            torch_timer.encode()
     return Row(size, str(jnp.dtype(model.dtype)), batch, flip, Timing(encode_cold, enc_ms).summary(),
                Timing(click_cold, click_ms).summary(), encode_flops / 1e9, click_flops / 1e9,
                torch_timer.result() if torch_timer else None)
 
 
 class _TorchTimer:
-    """The PyTorch reference's set_image / apply_click on the same inputs (batch 1, float32)."""
+    """`TorchSkipClick.set_image` / `apply_click` (the original's semantics) on the same inputs (batch 1, float32)."""
 
     def __init__(self, ref: Any, image: np.ndarray, prev: Any, clicks: list) -> None:
         import torch
@@ -165,39 +169,14 @@ class _TorchTimer:
                 "threads": self.torch.get_num_threads(), "version": self.torch.__version__}
 
 
-def torch_reference_for(model: SkipClick, params: Any) -> Any:
-    """The independent PyTorch reference (tests/torch_reference in a source checkout) with these weights."""
-    repo = Path(__file__).resolve().parents[2]
-    if not (repo / "tests" / "torch_reference").is_dir():
-        raise FileNotFoundError("--compare-torch needs a source checkout (tests/torch_reference)")
-    sys.path.insert(0, str(repo))
-    import torch
-
-    from tests.torch_reference import ReferenceDinoV2, ReferenceSkipClick
-
-    from ..convert import flax_to_torch, skipclick_entries
-
-    cfg = model.config
-    enc = cfg.encoder
-    dinov2 = ReferenceDinoV2(embed_dim=enc.embed_dim, depth=enc.depth, num_heads=enc.num_heads,
-                             mlp_ratio=enc.mlp_ratio, ffn=enc.ffn, num_register_tokens=enc.num_registers,
-                             patch_size=enc.patch_size, pos_grid=enc.pos_grid,
-                             interpolate_antialias=enc.interpolate_antialias,
-                             interpolate_offset=enc.interpolate_offset)
-    ref = ReferenceSkipClick(
-        dinov2=dinov2, taps=cfg.taps, use_intermediate=cfg.taps if cfg.fuse_taps else cfg.taps[-1:],
-        skip_connections=cfg.skip_connections, img_size=cfg.image_size, fusion_depth=cfg.fusion_depth,
-        fusion_heads=cfg.fusion_heads, fusion_mlp_ratio=cfg.fusion_mlp_ratio, neck_out_dims=cfg.neck_dims,
-        head_channels=cfg.head_channels, upsample=cfg.upsample, dropout_ratio=cfg.head_dropout,
-        num_classes=cfg.num_classes, norm_radius=cfg.click_radius)
-    state = {k: torch.from_numpy(np.array(v)) for k, v in flax_to_torch(params, skipclick_entries(cfg)).items()}
-    ref.load_state_dict(state, strict=True)
-    return ref.eval()
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}ms"
 
 
 def format_table(rows: list[Row], peak_tflops: float | None) -> str:
-    head = (f"{'size':>5} {'dtype':>8} {'batch':>5} {'flip':>4} | {'encode cold':>11} {'p50':>8} {'p90':>8} "
-            f"{'p99':>8} {'GFLOP':>8} {'GFLOP/s':>8} | {'click cold':>10} {'p50':>8} {'p90':>8} {'p99':>8} "
+    """The results as a text table; a percentile without enough calls behind it shows as —."""
+    head = (f"{'size':>5} {'dtype':>8} {'batch':>5} {'flip':>4} | {'encode cold':>11} {'n':>4} {'p50':>9} {'p90':>9} "
+            f"{'p99':>9} {'GFLOP':>8} {'GFLOP/s':>8} | {'click cold':>10} {'n':>4} {'p50':>9} {'p90':>9} {'p99':>9} "
             f"{'GFLOP':>8} {'GFLOP/s':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -205,18 +184,21 @@ def format_table(rows: list[Row], peak_tflops: float | None) -> str:
         e, c = r.encode, r.click
         lines.append(
             f"{r.size:5d} {r.dtype:>8} {r.batch:5d} {'on' if r.flip else 'off':>4} | {e['cold_ms']:9.0f}ms "
-            f"{e['p50_ms']:6.1f}ms {e['p90_ms']:6.1f}ms {e['p99_ms']:6.1f}ms {r.encode_gflop:8.2f} "
-            f"{1e3 * a['encode_tflops']:8.1f} | {c['cold_ms']:8.0f}ms {c['p50_ms']:6.1f}ms {c['p90_ms']:6.1f}ms "
-            f"{c['p99_ms']:6.1f}ms {r.click_gflop:8.2f} {1e3 * a['click_tflops']:8.1f}")
+            f"{e['calls']:4d} {_ms(e['p50_ms']):>9} {_ms(e['p90_ms']):>9} {_ms(e['p99_ms']):>9} "
+            f"{r.encode_gflop:8.2f} {1e3 * a['encode_tflops']:8.1f} | {c['cold_ms']:8.0f}ms {c['calls']:4d} "
+            f"{_ms(c['p50_ms']):>9} {_ms(c['p90_ms']):>9} {_ms(c['p99_ms']):>9} {r.click_gflop:8.2f} "
+            f"{1e3 * a['click_tflops']:8.1f}")
         if peak_tflops:
             lines.append(f"{'':>27}fraction of {peak_tflops} TFLOP/s peak: encode "
                          f"{a['encode_peak_fraction']:.1%}, click {a['click_peak_fraction']:.1%}")
         if r.torch:
             ts, tc = r.torch["set_image"], r.torch["apply_click"]
             lines.append(
-                f"{'':>27}PyTorch {r.torch['version']} ({r.torch['threads']} threads), same weights and inputs: "
-                f"set_image p50 {ts['p50_ms']:.1f} ms, apply_click p50 {tc['p50_ms']:.1f} ms → JAX/PyTorch: "
-                f"encode {e['p50_ms'] / ts['p50_ms']:.2f}×, click {c['p50_ms'] / tc['p50_ms']:.2f}×")
+                f"{'':>27}PyTorch {r.torch['version']} ({r.torch['threads']} threads), same weights and inputs, "
+                f"{tc['calls']} calls each: set_image p50 {ts['p50_ms']:.1f} ms, apply_click p50 "
+                f"{tc['p50_ms']:.1f} ms → JAX/PyTorch: encode {e['p50_ms'] / ts['p50_ms']:.2f}×, click "
+                f"{c['p50_ms'] / tc['p50_ms']:.2f}×")
+    lines.append(f"(n: timed calls; p90 needs {MIN_CALLS[90]}, p99 {MIN_CALLS[99]} — fewer show as —)")
     return "\n".join(lines)
 
 
@@ -224,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..config import preset
     from ..model import init_params
+    from ..pytorch import torch_model
     from .compile_cache import enable_compilation_cache
 
     if args.cache_dir:
@@ -244,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             for batch in args.batches:
                 model = SkipClick(config, dtype=jnp.dtype(dtype))
                 compare = args.compare_torch and dtype == "float32" and batch == 1 and not args.flip
-                ref = torch_reference_for(model, params) if compare else None
+                ref = torch_model(config, params) if compare else None
                 if ref is not None:
                     import torch
 
@@ -276,10 +259,12 @@ def register(subparsers) -> None:
     p.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32"], help="float32,bfloat16")
     p.add_argument("--batches", type=_ints, default=[1], help="batch sizes (objects or images per call)")
     p.add_argument("--flip", action="store_true", help="time with flip TTA (the evaluation protocol)")
-    p.add_argument("--calls", type=int, default=20, help="warm click calls (encode: every 4th)")
+    p.add_argument("--calls", type=int, default=20,
+                   help="timed warm calls of encode and of click each (p90 needs 10, p99 100)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak, to report the fraction reached")
     p.add_argument("--compare-torch", action="store_true",
-                   help="also time the PyTorch reference (float32, batch 1, no flip) in the same run")
+                   help="also time the model in PyTorch with the original's per-click semantics (float32, batch 1, "
+                        "no flip; needs the torch extra) in the same run")
     p.add_argument("--torch-threads", type=int, default=None)
     p.add_argument("--json", default=None, help="write the results as JSON")
     p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache directory")

@@ -79,14 +79,15 @@ class ClickEngine:
         self._capacity_lock = threading.Lock()  # sessions on several threads may share an engine
         self.device = device if device is not None else jax.devices()[0]
         self.params = self.put(params)
-        self._encode = jax.jit(self._encode_impl)
+        self._encode = jax.jit(self.encode_step)
         self._logits = jax.jit(self._logits_impl)
         self._click = jax.jit(self.click_step, donate_argnums=(2,))
         self._to_network = jax.jit(self._to_network_impl)
         self._to_image = jax.jit(self._to_image_impl, static_argnums=(1,))
 
     # --- pure implementations (jitted in __init__) --------------------------------------------
-    def _encode_impl(self, params: Any, images: jax.Array) -> ImageFeatures:
+    def encode_step(self, params: Any, images: jax.Array) -> ImageFeatures:
+        """The encode as a pure function of (params, images) (unjitted; flip TTA included)."""
         if self.flip:
             images = jnp.concatenate([images, _flip_w(images)], axis=0)
         return self.model.apply({"params": params}, images, method=SkipClick.encode)
