@@ -145,6 +145,8 @@ EPS_BUGS = {
 
 @functools.cache
 def _converted(variant: str, tmp_dir: str):
+    """Model and weights of `variant` (an original .pth, loaded), inputs, reference outputs, and the port's
+    own outputs (computed once; each bug is then compared against the same reference)."""
     from pathlib import Path
 
     ref = make_reference(variant, seed=sum(map(ord, variant)) % 1000)
@@ -152,7 +154,8 @@ def _converted(variant: str, tmp_dir: str):
     write_checkpoint(ref, path, variant)
     model, params = load_checkpoint(path)
     image, prev, points = random_inputs(2, 112, seed=112)
-    return model, params, (image, prev, points), reference_outputs(ref, image, prev, points)
+    inputs = (image, prev, points)
+    return model, params, inputs, reference_outputs(ref, *inputs), _run(model, params, inputs)
 
 
 def _taps_and_logits(module, image, prev, points):
@@ -160,11 +163,19 @@ def _taps_and_logits(module, image, prev, points):
     return taps, module.decode(module.features_from_taps(taps), prev, points)
 
 
+def _run(model, params, inputs):
+    """Op by op (no jit): after the first run every operation is compiled already, so each injected bug
+    costs ~1 s instead of a whole-model compilation, and nothing traced before the injection is replayed."""
+    with jax.disable_jit():
+        taps, logits = model.apply({"params": params}, *inputs, method=_taps_and_logits)
+    return [np.asarray(t) for t in taps], np.asarray(logits)
+
+
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_parity_check_fails_on_bug(bug, monkeypatch, tmp_path_factory):
     variant, inject = BUGS[bug]
-    model, params, inputs, want = _converted(variant, str(tmp_path_factory.getbasetemp()))
-    assert_matches_reference(*_run(model, params, inputs), want)  # the port itself passes ...
+    model, params, inputs, want, port = _converted(variant, str(tmp_path_factory.getbasetemp()))
+    assert_matches_reference(*port, want)  # the port itself passes ...
     inject(monkeypatch)
     taps, logits = _run(model, params, inputs)
     with pytest.raises(AssertionError):  # ... and with the bug it fails
@@ -176,10 +187,3 @@ def test_norm_parity_fails_on_eps_bug(bug, monkeypatch):
     EPS_BUGS[bug](monkeypatch)
     with pytest.raises(AssertionError):
         assert_norms_match_torch()
-
-
-def _run(model, params, inputs):
-    # A fresh jit per call: a cached one would replay the program traced before the injection.
-    fn = jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=_taps_and_logits))
-    taps, logits = fn(params, *inputs)
-    return [np.asarray(t) for t in taps], np.asarray(logits)

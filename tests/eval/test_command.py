@@ -328,7 +328,7 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_results(sources, eval_ch
 
     out = tmp_path / "killed.json"
     common = ["--checkpoint", str(eval_checkpoint), "--datasets", f"folder:{sources['folder']}",
-              "--iou-analysis", "--batch", "1", "--mode", "fixed112", "--no-progress"]
+              "--iou-analysis", "--max-samples", "8", "--batch", "1", "--mode", "fixed112", "--no-progress"]
     log = Path(f"{out}.progress.jsonl")
     proc = subprocess.Popen([sys.executable, "-m", "skipclick_jax.eval.command", *common, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "XLA_FLAGS": ""})

@@ -14,7 +14,8 @@ from skipclick_jax.train.config import preset
 
 def test_bench_train_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "train_bench.json"
-    argv = ["bench-train", "--config", "tiny", "--steps", "2", "--flops", "--peak-tflops", "1.0", "--json", str(out)]
+    argv = ["bench-train", "--config", "tiny", "--steps", "2", "--flops", "--lowered-cost", "--peak-tflops", "1.0",
+            "--json", str(out)]
     assert cli(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     result = json.loads(out.read_text())
