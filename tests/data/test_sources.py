@@ -10,13 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from skipclick_jax.coco_masks import (
-    counts_from_string,
-    counts_to_string,
-    polygons_to_mask,
-    rle_decode,
-    rle_encode,
-)
+from skipclick_jax.coco_masks import polygons_to_mask, rle_decode, rle_encode
 from skipclick_jax.data import CocoJsonSource, CocoLvisSource, FolderSource, UnsafePickleError
 from skipclick_jax.data.records import object_mask, pack_masks
 from skipclick_jax.data.safe_pickle import safe_loads
@@ -113,11 +107,14 @@ def test_pack_masks_greedy_layers():
 
 
 def test_rle_codec_hand_cases():
-    assert counts_to_string([4]) == "4"
-    assert counts_to_string([0, 1, 3]) == "013"
-    assert counts_to_string([5, 2, 3, 1]) == "523O"  # 4th count stored as 1 - 2 = -1 -> 0x1f + 48
-    assert counts_from_string("523O") == [5, 2, 3, 1]
-    assert counts_to_string([100]) == "T3"  # 100 = 4 + 3 * 32: chr((4 | 0x20) + 48), chr(3 + 48)
+    def runs_to_mask(runs, h, w):
+        return np.repeat(np.arange(len(runs)) % 2, runs).astype(np.uint8).reshape(w, h).T
+
+    assert rle_encode(np.zeros((2, 2)))["counts"] == "4"
+    assert rle_encode(runs_to_mask([0, 1, 3], 2, 2))["counts"] == "013"
+    assert rle_encode(runs_to_mask([5, 2, 3, 1], 11, 1))["counts"] == "523O"  # 4th count stored as 1 - 2 = -1
+    np.testing.assert_array_equal(rle_decode({"size": [11, 1], "counts": "523O"}), runs_to_mask([5, 2, 3, 1], 11, 1))
+    assert rle_encode(np.zeros((10, 10)))["counts"] == "T3"  # 100 = 4 + 3 * 32: chr((4 | 0x20) + 48), chr(3 + 48)
     m = np.array([[1, 0], [0, 0]], np.uint8)
     assert rle_encode(m, compressed=False) == {"size": [2, 2], "counts": [0, 1, 3]}
     np.testing.assert_array_equal(rle_decode({"size": [2, 2], "counts": "013"}), m)
