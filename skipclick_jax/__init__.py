@@ -5,10 +5,10 @@
     logits = model.apply({'params': params}, image, prev_mask, points)
 """
 
-from .checkpoint import load_checkpoint, save_params
 from .config import DinoV2Config, SkipClickConfig, preset
-from .convert.torch_io import CheckpointError
 from .model import ImageFeatures, SkipClick
+from .weights import load_checkpoint, save_params
+from .weights.errors import CheckpointError
 
 __all__ = [
     "CheckpointError", "DinoV2Config", "ImageFeatures", "SkipClick", "SkipClickConfig", "load_checkpoint",

@@ -8,11 +8,11 @@ import sys
 
 # Modules providing `register(subparsers)`; each adds one subcommand with `set_defaults(run=...)`.
 COMMAND_MODULES = [
-    "skipclick_jax.convert.command",
+    "skipclick_jax.weights.convert",
     "skipclick_jax.demo",
     "skipclick_jax.inference.bench",
     "skipclick_jax.train.bench",
-    "skipclick_jax.export.command",
+    "skipclick_jax.weights.export",
     "skipclick_jax.annotate.command",
     "skipclick_jax.train.command",
     "skipclick_jax.eval.command",
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .convert.torch_io import CheckpointError
+    from .weights.errors import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:

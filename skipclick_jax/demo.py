@@ -59,12 +59,12 @@ def write_overlay(path: Path, image: np.ndarray, mask: np.ndarray, clicks: list)
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from .checkpoint import load_checkpoint
     from .config import preset
     from .eval.clicker import Clicker
     from .eval.metrics import iou
     from .inference import ClickSession, enable_compilation_cache
     from .model import SkipClick, init_params
+    from .weights import load_checkpoint
 
     if args.cache_dir:
         enable_compilation_cache(args.cache_dir)

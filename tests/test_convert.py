@@ -11,10 +11,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from skipclick_jax import CheckpointError, load_checkpoint  # noqa: E402
-from skipclick_jax.checkpoint import load_encoder  # noqa: E402
 from skipclick_jax.cli import main as cli  # noqa: E402
-from skipclick_jax.convert import flax_to_torch, read_pth, skipclick_entries  # noqa: E402
 from skipclick_jax.model import DinoV2  # noqa: E402
+from skipclick_jax.weights import load_encoder  # noqa: E402
+from skipclick_jax.weights.mapping import flax_to_torch  # noqa: E402
+from skipclick_jax.weights.pth import read_pth  # noqa: E402
+from skipclick_jax.weights.tables.skipclick import skipclick_entries  # noqa: E402
 from tests.parity import make_reference, max_relative, write_checkpoint  # noqa: E402
 from tests.torch_reference import (  # noqa: E402
     ReferenceDinoV2,
@@ -140,7 +142,7 @@ def test_foreign_state_dict_and_unsupported_variants(tmp_path, small_ckpt):
     torch.save({"conv1.weight": torch.zeros(4, 3, 3, 3), "fc.bias": torch.zeros(2)}, foreign)
     out = tmp_path / "out"
     with pytest.raises(CheckpointError, match="neither a SkipClick nor a DINOv2"):
-        from skipclick_jax.convert.command import convert_file
+        from skipclick_jax.weights import convert_file
 
         convert_file(foreign, out)
     _assert_nothing_written(out)
@@ -202,7 +204,7 @@ def test_key_table_is_the_released_layout():
     """The package's key table for the released configuration gives exactly the released checkpoint's keys,
     in its order, with its shapes (the list is recorded from the official file)."""
     from skipclick_jax import SkipClickConfig
-    from skipclick_jax.export.tensors import skipclick_shapes, torch_sources
+    from skipclick_jax.weights.mapping import skipclick_shapes, torch_sources
     from tests.released_keys import released_keys
 
     config = SkipClickConfig.skipclick_vitb14_448()

@@ -222,8 +222,8 @@ def test_persistent_compilation_cache_is_used_by_a_second_process(tmp_path):
 def saved_and_loaded(tmp_path_factory):
     """Tiny weights saved as a converted checkpoint directory and loaded back, as a user opens them."""
     from skipclick_jax import SkipClickConfig
-    from skipclick_jax.checkpoint import save_params
     from skipclick_jax.model import init_params
+    from skipclick_jax.weights import save_params
 
     config = SkipClickConfig.tiny()
     path = save_params(tmp_path_factory.mktemp("loaded") / "tiny", config, init_params(config, seed=2))

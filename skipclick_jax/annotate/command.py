@@ -23,10 +23,10 @@ RANDOM_BANNER = (
 
 def build_app(args: argparse.Namespace) -> Any:
     """The `AnnotateApp` for parsed arguments: weights, engine, folders."""
-    from ..checkpoint import load_checkpoint
     from ..config import preset
     from ..inference import ClickEngine, enable_compilation_cache
     from ..model import SkipClick, init_params
+    from ..weights import load_checkpoint
     from .app import AnnotateApp
 
     if args.cache_dir:

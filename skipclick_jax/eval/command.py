@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point with the same error handling as ``skipclick``'s."""
-    from ..convert.torch_io import CheckpointError
+    from ..weights import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:

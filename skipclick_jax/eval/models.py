@@ -1,6 +1,6 @@
 """The model under evaluation: weights from a checkpoint or random ones, and one compiled engine per size.
 
-``load_eval_model("weights.pth")`` reads any checkpoint :func:`~skipclick_jax.checkpoint.load_checkpoint`
+``load_eval_model("weights.pth")`` reads any checkpoint :func:`~skipclick_jax.weights.load_checkpoint`
 reads; ``load_eval_model("random:tiny:3")`` builds random weights of a preset (``random:<preset>[:<seed>]``),
 for smoke tests and benchmarks — the NoC numbers of such a model are meaningless, and
 :attr:`EvalModel.is_random` says so.
@@ -101,7 +101,7 @@ def load_eval_model(spec: str, dtype: str = "float32") -> EvalModel:
         result = EvalModel(SkipClick(config, dtype=jnp.dtype(dtype)), init_params(config, seed=seed),
                            f"RANDOM weights (preset {name}, seed {seed})", is_random=True)
     else:
-        from ..checkpoint import load_checkpoint
+        from ..weights import load_checkpoint
 
         model, params = load_checkpoint(spec, dtype=jnp.dtype(dtype))
         result = EvalModel(model, params, f"weights from {spec}")

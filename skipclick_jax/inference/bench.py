@@ -203,10 +203,10 @@ def format_table(rows: list[Row], peak_tflops: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
     from ..config import preset
     from ..model import init_params
     from ..pytorch import torch_model
+    from ..weights import load_checkpoint
     from .compile_cache import enable_compilation_cache
 
     if args.cache_dir:

@@ -100,7 +100,7 @@ class ClickSession:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, dtype: str = "float32", **kwargs: Any) -> ClickSession:
         """Open a session on any checkpoint `load_checkpoint` reads; `dtype` 'float32' or 'bfloat16'."""
-        from ..checkpoint import load_checkpoint
+        from ..weights import load_checkpoint
 
         model, params = load_checkpoint(path, dtype=jnp.dtype(dtype))
         return cls(model, params, **kwargs)

@@ -87,3 +87,10 @@ class DinoV2(nn.Module):
         if self.is_initializing():
             layer_norm("norm", self.dtype)(tokens)
         return [outputs[t] for t in taps]
+
+
+def encoder_param_shapes(config: DinoV2Config) -> dict:
+    """The `DinoV2` parameter tree of `config` as ShapeDtypeStructs (no computation)."""
+    s = 2 * config.patch_size
+    module = DinoV2(config)
+    return jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, s, s, 3)), (0,)))["params"]

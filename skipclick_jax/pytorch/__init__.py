@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import SkipClickConfig
-from ..convert.torch_io import require_torch
+from ..weights.pth import require_torch
 
 
 def torch_model(config: SkipClickConfig, params: Any) -> Any:
@@ -18,7 +18,8 @@ def torch_model(config: SkipClickConfig, params: Any) -> Any:
     torch = require_torch()
     import numpy as np
 
-    from ..convert import flax_to_torch, skipclick_entries
+    from ..weights.mapping import flax_to_torch
+    from ..weights.tables.skipclick import skipclick_entries
     from .skipclick import TorchSkipClick
 
     model = TorchSkipClick(config)

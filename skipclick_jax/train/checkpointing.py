@@ -16,18 +16,16 @@ targets carrying their shardings, so arrays land directly on the mesh and optax 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .. import checkpoint as skipclick_checkpoint
 from ..config import SkipClickConfig
+from ..weights.orbax import save_params
 from .config import TrainConfig
 from .state import TrainState
 
@@ -112,28 +110,13 @@ class TrainCheckpointer:
 def export_params(
     out_dir: str | Path, model_config: SkipClickConfig, params: Any, metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write full parameters in the `skipclick_jax.load_checkpoint` format (as `save_params` does).
+    """Write full parameters in the `skipclick_jax.load_checkpoint` format (`save_params`).
 
     Parameters are replicated, so every process holds them; process 0 alone writes (atomically replacing
-    `out_dir`), with an Orbax checkpointer restricted to itself so that no cross-host barrier is involved.
-    All processes must call this (the device-to-host copy is collective-free but keeps them in step).
+    `out_dir`). All processes call this (the device-to-host copy is collective-free but keeps them in step).
     """
     host = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), params)
     out_dir = Path(out_dir)
-    if jax.process_index() != 0:
-        return out_dir
-    record = {
-        "format": skipclick_checkpoint.FORMAT,
-        "version": skipclick_checkpoint.VERSION,
-        "config": model_config.to_dict(),
-        **(metadata or {}),
-    }
-    only_me = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
-    with skipclick_checkpoint.atomic_directory(out_dir, overwrite=True) as tmp:
-        with ocp.StandardCheckpointer(multiprocessing_options=only_me) as ckptr:
-            # Single-device arrays, exactly what `save_params` writes. Orbax refuses process-local
-            # jax.Arrays in a multi-process run, so there the host (numpy) copies are written instead.
-            ckptr.save(tmp / "params", host if jax.process_count() > 1 else jax.tree.map(jnp.asarray, host))
-            ckptr.wait_until_finished()
-        (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    if jax.process_index() == 0:
+        save_params(out_dir, model_config, host, overwrite=True, metadata=metadata)
     return out_dir

@@ -73,7 +73,7 @@ def initial_params(config: TrainConfig) -> dict[str, Any]:
             stacklevel=2,
         )
         return params
-    from ..checkpoint import load_encoder
+    from ..weights import load_encoder
 
     enc_config, enc_params = load_encoder(config.encoder_weights)
     if enc_config != config.model.encoder:

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DinoV2Config, SkipClickConfig
-from .dinov2_hub import dinov2_param_shapes, hub_name_from_filename
-from .mapping import UNUSED_BY_FORWARD, dinov2_entries
-from .skipclick_checkpoint import _ENC, infer_config, infer_encoder_config, params_from_state
-from .strict import torch_to_flax
-from .torch_io import CheckpointError, read_pth, state_dict_of
+from .errors import CheckpointError
+from .orbax import save_encoder, save_params
+from .pth import dinov2_from_hub_state, read_pth, skipclick_from_state, state_dict_of
+from .tables.skipclick import ENCODER_PREFIX, UNUSED_BY_FORWARD
 
 
 @dataclass(frozen=True)
@@ -52,22 +51,17 @@ def convert_file(
 
     Every key is mapped strictly; on any error nothing is written.
     """
-    from ..checkpoint import save_encoder, save_params
-
     src = Path(src)
     state, stored = state_dict_of(read_pth(src), src)
     meta = {"source": str(src.absolute())}
-    if any(k.startswith(_ENC) for k in state):
-        if config is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("default")
-                config = infer_config(state, stored, src)
-        params = params_from_state(state, config, src)
+    if any(k.startswith(ENCODER_PREFIX) for k in state):
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            config, params = skipclick_from_state(state, stored, src, config)
         save_params(out_dir, config, params, overwrite=overwrite, metadata=meta)
         kind = "skipclick"
     elif "cls_token" in state and "pos_embed" in state:
-        config = infer_encoder_config(state, "", encoder_name or hub_name_from_filename(src), src)
-        params = torch_to_flax(state, dinov2_entries(config), dinov2_param_shapes(config), src)
+        config, params = dinov2_from_hub_state(state, src, encoder_name)
         save_encoder(out_dir, config, params, overwrite=overwrite, metadata=meta)
         kind = "dinov2"
     else:

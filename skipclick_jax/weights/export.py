@@ -22,8 +22,12 @@ from typing import Any
 import jax
 
 from ..config import DinoV2Config, SkipClickConfig
-from ..convert.torch_io import CheckpointError
+from .errors import CheckpointError
+from .hf_dir import save_hf_dinov2_dir
 from .load import Weights, load_weights
+from .orbax import save_encoder, save_params
+from .pth import save_dinov2_pth, save_original_pth
+from .safetensors import save_dinov2_safetensors, save_skipclick_safetensors
 
 FORMATS = ("pth", "safetensors", "orbax")
 _SUFFIXES = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors", "": "orbax"}
@@ -70,10 +74,6 @@ def write_weights(
     weights: Weights, out: str | Path, fmt: str, *, hf_names: bool = False, overwrite: bool = False
 ) -> None:
     """Write loaded weights in `fmt` ('pth', 'safetensors', 'orbax', 'hf')."""
-    from ..checkpoint import save_encoder, save_params
-    from .formats import save_dinov2_safetensors, save_hf_dinov2_dir, save_skipclick_safetensors
-    from .original import save_dinov2_pth, save_original_pth
-
     cfg, params, name = weights.config, weights.params, weights.encoder_name
     if weights.kind == "skipclick":
         if hf_names:
@@ -102,8 +102,6 @@ def export_checkpoint(
     encoder_name: str | None = None,
 ) -> ExportReport:
     """Load `src` (any format `load_weights` reads) and write it to `out` (see the module docstring)."""
-    from .original import is_sharded
-
     out_fmt = output_format(out, fmt, hf_names)
     if hf_names and not dinov2_only:
         raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only")
@@ -118,8 +116,9 @@ def export_checkpoint(
         warnings.simplefilter("always")
         write_weights(weights, out, out_fmt, hf_names=hf_names, overwrite=overwrite)
     count = int(sum(x.size for x in jax.tree.leaves(weights.params)))
-    return ExportReport(weights.kind, out_fmt, hf_names, weights.config, count, Path(out),
-                        is_sharded(weights.params), tuple(str(w.message) for w in caught))
+    sharded = any(isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 for x in jax.tree.leaves(weights.params))
+    return ExportReport(weights.kind, out_fmt, hf_names, weights.config, count, Path(out), sharded,
+                        tuple(str(w.message) for w in caught))
 
 
 def register(subparsers) -> None:

@@ -1,18 +1,18 @@
-"""Loading weights from any supported source, for export and for users of HF / safetensors downloads.
+"""One entry point for weights: recognise a source and load it.
 
-| source                                                  | kind      |
-|---------------------------------------------------------|-----------|
-| directory written by `skipclick convert` / training      | skipclick |
-| directory written by `save_encoder`                      | dinov2    |
-| Hugging Face directory (config.json + model.safetensors) | dinov2    |
-| original SkipClick `.pth` (`{'state_dict', 'config'}`)   | skipclick |
-| DINOv2 hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`)    | dinov2    |
-| `.safetensors`: original key names / hub / HF names      | either    |
+| source                                                   | kind      | reader                     |
+|----------------------------------------------------------|-----------|----------------------------|
+| directory written by `skipclick convert` / training       | skipclick | `orbax.read_params`        |
+| directory written by `save_encoder`                       | dinov2    | `orbax.read_encoder`       |
+| Hugging Face directory (config.json + model.safetensors)  | dinov2    | `hf_dir.read_hf_dinov2_dir` |
+| original SkipClick `.pth` (`{'state_dict', 'config'}`)    | skipclick | `pth.read_skipclick_pth`   |
+| DINOv2 hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`)     | dinov2    | `pth.read_dinov2_pth`      |
+| transformers `pytorch_model.bin` (HF names)               | dinov2    | `encoders.encoder_from_state` |
+| `.safetensors`: original key names / hub / HF names       | either    | `safetensors.read_*`       |
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +21,14 @@ import jax
 import jax.numpy as jnp
 
 from ..config import DinoV2Config, SkipClickConfig
-from ..convert.torch_io import CheckpointError
-from . import formats
-from . import hf_dinov2 as hf
-from .safetensors_io import SafetensorsFile
+from . import orbax
+from .encoders import encoder_from_state
+from .errors import CheckpointError
+from .hf_dir import read_hf_dinov2_dir
+from .pth import dinov2_from_hub_state, read_pth, read_skipclick_pth, skipclick_from_state, state_dict_of
+from .safetensors import SafetensorsFile, file_kind, read_dinov2_safetensors, read_skipclick_safetensors
+from .tables import dinov2_hf as hf
+from .tables.skipclick import ENCODER_PREFIX
 
 PTH_SUFFIXES = (".pth", ".pt", ".bin")
 
@@ -47,58 +51,43 @@ class Weights:
 
 
 def _pth(path: Path, hf_config: Any, encoder_name: str | None) -> Weights:
-    from ..convert.dinov2_hub import hub_name_from_filename
-    from ..convert.mapping import skipclick_entries
-    from ..convert.skipclick_checkpoint import _ENC, infer_config, infer_encoder_config
-    from ..convert.strict import torch_to_flax
-    from ..convert.torch_io import read_pth, state_dict_of
-    from .tensors import dinov2_shapes, skipclick_shapes
-
     state, stored = state_dict_of(read_pth(path), path)
-    if any(k.startswith(_ENC) for k in state):
-        config = infer_config(state, stored, path)
-        # = convert.skipclick_checkpoint.params_from_state, with the parameter shapes cached
-        params = torch_to_flax(state, skipclick_entries(config), skipclick_shapes(config), path)
+    if any(k.startswith(ENCODER_PREFIX) for k in state):
+        config, params = skipclick_from_state(state, stored, path)
         return Weights("skipclick", config, params)
     if hf.is_hf_layout(state):  # e.g. a transformers pytorch_model.bin
         record, origin = None, None
         if hf_config is None and (path.parent / "config.json").is_file():
             hf_config = path.parent / "config.json"
         if hf_config is not None:
-            record, origin = formats.resolve_hf_config(hf_config)
+            record, origin = hf.resolve_hf_config(hf_config)
         config = hf.config_from_hf(record, str(origin)) if record is not None else None
-        config, params = formats.dinov2_from_state(state, "dinov2-hf", path, config=config, config_origin=origin,
-                                                   hf_record=record, name=encoder_name)
+        config, params = encoder_from_state(state, "dinov2-hf", path, config=config, config_origin=origin,
+                                            hf_record=record, name=encoder_name)
         return Weights("dinov2", config, params, encoder_name)
     if "cls_token" in state and "pos_embed" in state:
-        name = encoder_name or hub_name_from_filename(path)
-        config = infer_encoder_config(state, "", name, path)
-        params = torch_to_flax(state, formats.dinov2_entries(config), dinov2_shapes(config), path)
-        return Weights("dinov2", config, params, name)
+        config, params = dinov2_from_hub_state(state, path, encoder_name)
+        return Weights("dinov2", config, params, encoder_name)
     sample = ", ".join(list(state)[:5])
     raise CheckpointError(f"{path}: neither a SkipClick nor a DINOv2 checkpoint (keys: {sample}, …)")
 
 
 def _directory(path: Path) -> Weights:
-    from ..checkpoint import ENCODER_FORMAT, FORMAT, load_checkpoint, load_encoder
-
-    record_path = path / "config.json"
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not a checkpoint directory (cannot read config.json: {e})") from e
-    fmt = record.get("format") if isinstance(record, dict) else None
-    if fmt == FORMAT:
-        model, params = load_checkpoint(path)
-        return Weights("skipclick", model.config, params)
-    if fmt == ENCODER_FORMAT:
-        config, params = load_encoder(path)
+    record = orbax.read_record(path)
+    if record is None:
+        raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
+    fmt = record.get("format")
+    if fmt == orbax.FORMAT:
+        config, params = orbax.read_params(path)
+        return Weights("skipclick", config, params)
+    if fmt == orbax.ENCODER_FORMAT:
+        config, params = orbax.read_encoder(path)
         return Weights("dinov2", config, params, record.get("encoder_name"))
-    if isinstance(record, dict) and "model_type" in record:
-        config, params = formats.read_hf_dinov2_dir(path)
+    if "model_type" in record:
+        config, params = read_hf_dinov2_dir(path)
         return Weights("dinov2", config, params)
-    raise CheckpointError(f"{record_path}: unknown directory format {fmt!r} (expected a skipclick-jax checkpoint, "
-                          "a skipclick-jax encoder or a Hugging Face DINOv2 model)")
+    raise CheckpointError(f"{path / 'config.json'}: unknown directory format {fmt!r} (expected a skipclick-jax "
+                          "checkpoint, a skipclick-jax encoder or a Hugging Face DINOv2 model)")
 
 
 def load_weights(
@@ -118,13 +107,13 @@ def load_weights(
     elif not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     elif path.suffix == ".safetensors":
-        kind = formats.file_kind(SafetensorsFile(path))
-        if kind == "skipclick":
-            config, params = formats.read_skipclick_safetensors(path)
+        f = SafetensorsFile(path)
+        if file_kind(f) == "skipclick":
+            config, params = read_skipclick_safetensors(path)
             weights = Weights("skipclick", config, params)
         else:
-            name = encoder_name or SafetensorsFile(path).metadata.get("encoder_name")
-            config, params = formats.read_dinov2_safetensors(path, hf_config=hf_config, name=name)
+            name = encoder_name or f.metadata.get("encoder_name")
+            config, params = read_dinov2_safetensors(path, hf_config=hf_config, name=name)
             weights = Weights("dinov2", config, params, name)
     elif path.suffix in PTH_SUFFIXES:
         weights = _pth(path, hf_config, encoder_name)
@@ -134,11 +123,39 @@ def load_weights(
     return Weights(weights.kind, weights.config, jax.tree.map(jnp.asarray, weights.params), weights.encoder_name)
 
 
-def load_dinov2_weights(
-    path: str | Path, *, hf_config: dict[str, Any] | str | Path | None = None, name: str | None = None
+def load_encoder(
+    path: str | Path, name: str | None = None, *, hf_config: dict[str, Any] | str | Path | None = None
 ) -> tuple[DinoV2Config, Any]:
-    """DINOv2 encoder weights from any source (hub `.pth`, hub/HF safetensors, HF directory, encoder dir, or
-    the encoder of a full SkipClick checkpoint) → `(DinoV2Config, params)`, e.g. to start training."""
+    """DINOv2 encoder weights from any download or checkpoint → `(DinoV2Config, params)`, e.g. to train from.
+
+    Accepts a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …), hub- or Hugging-Face-named `.safetensors`,
+    a Hugging Face model directory, a `save_encoder` directory, or a full SkipClick checkpoint (its encoder).
+    `name` is the hub name (e.g. `dinov2_vitb14_reg`) when the file name does not say it.
+    """
     weights = load_weights(path, hf_config=hf_config, encoder_name=name).encoder()
     assert isinstance(weights.config, DinoV2Config)
     return weights.config, weights.params
+
+
+def load_checkpoint(
+    path: str | Path, *, config: SkipClickConfig | None = None, dtype: Any = jnp.float32
+) -> tuple[Any, Any]:
+    """Load SkipClick weights: an original `.pth`, a `.safetensors` in the original key names (`skipclick
+    export`), or a directory written by `skipclick convert` / training.
+
+    Returns `(model, params)`; use them as `model.apply({'params': params}, image, prev_mask, points)`.
+    `config` overrides the stored configuration (the weights must match it); `dtype` is the compute dtype of
+    the returned module (parameters stay float32).
+    """
+    from ..model.skipclick import SkipClick
+
+    path = Path(path)
+    if path.is_dir():
+        config, params = orbax.read_params(path, config)
+    elif not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    elif path.suffix == ".safetensors":
+        config, params = read_skipclick_safetensors(path, config)
+    else:
+        config, params = read_skipclick_pth(path, config)
+    return SkipClick(config, dtype=dtype), jax.tree.map(jnp.asarray, params)

@@ -1,16 +1,44 @@
-"""Applying the key table strictly: every source key consumed, every parameter filled, every shape checked."""
+"""Applying a key table (`weights.tables`) strictly, in both directions.
+
+PyTorch → Flax (`torch_to_flax`): every source key consumed, every parameter filled, every shape checked;
+problems are reported all at once, naming the file and the keys. Flax → PyTorch (`flax_to_torch`, and the
+lazy `torch_sources` that writers stream from): the tree must hold exactly the table's parameters with the
+configuration's shapes. Peak host memory while streaming is one tensor: each `TensorSource` fetches (and
+gathers, if sharded) its leaf only when asked.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from .mapping import Entry
-from .torch_io import CheckpointError
+from ..config import DinoV2Config, SkipClickConfig
+from .errors import CheckpointError
+from .tables import Entry
+from .tables.dinov2 import dinov2_entries
+from .tables.skipclick import skipclick_entries
+
+
+@functools.cache
+def skipclick_shapes(config: SkipClickConfig) -> dict:
+    """The `SkipClick` parameter tree of `config` as ShapeDtypeStructs (an abstract trace, cached)."""
+    from ..model.skipclick import param_shapes
+
+    return param_shapes(config)
+
+
+@functools.cache
+def dinov2_shapes(config: DinoV2Config) -> dict:
+    """The `DinoV2` encoder's parameter tree as ShapeDtypeStructs (cached)."""
+    from ..model.dinov2 import encoder_param_shapes
+
+    return encoder_param_shapes(config)
 
 
 def _format_problems(source: str, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
@@ -94,3 +122,77 @@ def flax_to_torch(params: Mapping[str, Any], entries: Iterable[Entry]) -> dict[s
             raise CheckpointError(f"parameter {'/'.join(e.flax_path)} (for {e.torch_key}) is missing")
         state[e.torch_key] = e.to_torch(np.asarray(jax.device_get(flat[e.flax_path]), np.float32))
     return state
+
+
+@dataclass(frozen=True)
+class TensorSource:
+    """One output tensor: its name, its shape and a function producing it as float32 numpy."""
+
+    name: str
+    shape: tuple[int, ...]
+    fetch: Callable[[], np.ndarray]
+
+
+def host_array(leaf: Any) -> np.ndarray:
+    """Gather one parameter to the host as float32 (sharded arrays are assembled from their shards)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        # Multi-process runs: every process takes part in the gather of this single leaf.
+        from jax.experimental import multihost_utils
+
+        leaf = multihost_utils.process_allgather(leaf, tiled=True)
+    return np.asarray(jax.device_get(leaf), dtype=np.float32)
+
+
+def torch_sources(
+    params: Mapping[str, Any], entries: Iterable[Entry], expected: Mapping[str, Any]
+) -> list[TensorSource]:
+    """The PyTorch state dict of `params`, in table order, as lazy sources.
+
+    Checks first, like `convert.strict.flax_to_torch`, that the tree has exactly the table's parameters,
+    and also that every shape is the one `expected` (the parameter shapes of the configuration) gives,
+    so a configuration that does not describe the weights fails before anything is written.
+    """
+    flat = flatten_params(params)
+    want = flatten_params(expected)
+    entries = list(entries)
+    covered = {e.flax_path for e in entries}
+    extra = ["/".join(p) for p in flat if p not in covered]
+    missing = [f"{'/'.join(e.flax_path)} (for {e.torch_key})" for e in entries if e.flax_path not in flat]
+    misshaped = [f"{'/'.join(e.flax_path)}: {tuple(flat[e.flax_path].shape)}, configuration says "
+                 f"{tuple(want[e.flax_path].shape)}"
+                 for e in entries if e.flax_path in flat and e.flax_path in want
+                 and tuple(flat[e.flax_path].shape) != tuple(want[e.flax_path].shape)]
+    problems = [(t, items) for t, items in (("parameters the layout has no key for", extra),
+                                            ("missing parameters", missing),
+                                            ("parameters whose shape does not match the configuration", misshaped))
+                if items]
+    if problems:
+        raise CheckpointError("the parameters do not match the configuration:\n" + "\n".join(
+            f"  {title} ({len(items)}): {', '.join(items[:20])}" for title, items in problems))
+
+    def source(e: Entry) -> TensorSource:
+        leaf = flat[e.flax_path]
+        return TensorSource(e.torch_key, e.torch_shape(tuple(leaf.shape)), lambda: e.to_torch(host_array(leaf)))
+
+    return [source(e) for e in entries]
+
+
+def materialize(sources: Iterable[TensorSource]) -> dict[str, np.ndarray]:
+    """All sources fetched into an ordered dict (for writers that need the whole state at once)."""
+    out = {}
+    for s in sources:
+        array = s.fetch()
+        if tuple(array.shape) != s.shape:  # a bug in a transform, never a user error
+            raise AssertionError(f"{s.name}: produced {array.shape}, announced {s.shape}")
+        out[s.name] = array
+    return out
+
+
+def skipclick_params(state: Mapping[str, np.ndarray], config: SkipClickConfig, source: str | Path) -> dict[str, Any]:
+    """An original SkipClick state dict → the `SkipClick` parameters of `config` (strict)."""
+    return torch_to_flax(state, skipclick_entries(config), skipclick_shapes(config), source)
+
+
+def dinov2_params(state: Mapping[str, np.ndarray], config: DinoV2Config, source: str | Path) -> dict[str, Any]:
+    """A DINOv2 hub state dict → the `DinoV2` parameters of `config` (strict)."""
+    return torch_to_flax(state, dinov2_entries(config), dinov2_shapes(config), source)

@@ -1,9 +1,11 @@
-"""Saving and loading SkipClick weights: an Orbax parameter checkpoint plus a JSON config, written atomically.
+"""The project's own checkpoint directories: an Orbax parameter tree plus a JSON config, written atomically.
 
-Layout of a converted/exported directory::
+Layout of a converted / exported / trained directory::
 
     <dir>/config.json     {"format": "skipclick-jax", "version": 1, "config": {...SkipClickConfig...}, ...}
     <dir>/params/         Orbax StandardCheckpointer tree of float32 parameters
+
+Encoder directories (`save_encoder`) have format "skipclick-jax-encoder" and a `DinoV2Config`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .atomic import atomic_directory
-from .config import DinoV2Config, SkipClickConfig
-from .convert.torch_io import CheckpointError
-from .model.skipclick import SkipClick, param_shapes
+from ..atomic import atomic_directory
+from ..config import DinoV2Config, SkipClickConfig
+from .errors import CheckpointError
+from .mapping import dinov2_shapes, skipclick_shapes
 
 FORMAT = "skipclick-jax"
 ENCODER_FORMAT = "skipclick-jax-encoder"
@@ -29,9 +32,15 @@ VERSION = 1
 def _write(out_dir: str | Path, record: dict[str, Any], params: Any, overwrite: bool) -> Path:
     import orbax.checkpoint as ocp
 
+    # Written by the calling process alone: a checkpointer restricted to it involves no cross-host barrier,
+    # so process 0 of a multi-process run can export while the others go on. Orbax refuses process-local
+    # jax.Arrays in a multi-process run, so there the host (numpy) copies are written instead.
+    only_me = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                                 active_processes={jax.process_index()})
+    arrays = jax.tree.map(np.asarray if jax.process_count() > 1 else jnp.asarray, params)
     with atomic_directory(out_dir, overwrite) as tmp:
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(tmp / "params", jax.tree.map(jnp.asarray, params))
+        with ocp.StandardCheckpointer(multiprocessing_options=only_me) as ckptr:
+            ckptr.save(tmp / "params", arrays)
             ckptr.wait_until_finished()
         (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     return Path(out_dir)
@@ -75,6 +84,18 @@ def read_config(directory: str | Path) -> SkipClickConfig:
     return SkipClickConfig.from_dict(_read_record(directory, FORMAT)["config"])
 
 
+def read_record(directory: str | Path) -> dict[str, Any] | None:
+    """The config.json of a directory (None if absent); a broken file is a CheckpointError."""
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{Path(directory)}: not a checkpoint directory (cannot read config.json: {e})") from e
+    return record if isinstance(record, dict) else {}
+
+
 def _restore(directory: Path, target: Any) -> Any:
     import orbax.checkpoint as ocp
 
@@ -85,51 +106,16 @@ def _restore(directory: Path, target: Any) -> Any:
         raise CheckpointError(f"{directory}/params: cannot restore the parameters ({type(e).__name__}: {e})") from e
 
 
-def load_encoder(path: str | Path, name: str | None = None) -> tuple[DinoV2Config, Any]:
-    """DINOv2 encoder weights from any download or checkpoint → `(DinoV2Config, params)`.
-
-    Accepts a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …), hub- or Hugging-Face-named `.safetensors`,
-    a Hugging Face model directory, a `save_encoder` directory, or a full SkipClick checkpoint (its encoder).
-    `name` is the hub name (e.g. `dinov2_vitb14_reg`) when the file name does not say it.
-    """
-    path = Path(path)
-    if path.is_dir() and (path / "config.json").is_file():
-        record = json.loads((path / "config.json").read_text())
-        if isinstance(record, dict) and record.get("format") == ENCODER_FORMAT:
-            config = DinoV2Config(**record["config"])
-            from .convert.dinov2_hub import dinov2_param_shapes
-
-            return config, _restore(path, dinov2_param_shapes(config))
-    from .export.load import load_dinov2_weights
-
-    return load_dinov2_weights(path, name=name)
+def read_params(directory: str | Path, config: SkipClickConfig | None = None) -> tuple[SkipClickConfig, Any]:
+    """A `save_params` directory → (config, parameters on the default device)."""
+    directory = Path(directory)
+    config = config or read_config(directory)
+    # Exports of multi-process runs restore as numpy; make them device arrays once, not per jitted call.
+    return config, jax.tree.map(jnp.asarray, _restore(directory, skipclick_shapes(config)))
 
 
-def load_checkpoint(
-    path: str | Path, *, config: SkipClickConfig | None = None, dtype: Any = jnp.float32
-) -> tuple[SkipClick, Any]:
-    """Load SkipClick weights: an original `.pth`, a `.safetensors` in the original key names (`skipclick export`),
-    or a directory written by `skipclick convert`/training.
-
-    Returns `(model, params)`; use them as `model.apply({'params': params}, image, prev_mask, points)`.
-    `dtype` is the compute dtype of the returned module (parameters stay float32).
-    """
-    path = Path(path)
-    if path.is_dir():
-        config = config or read_config(path)
-        # Exports of multi-process runs restore as numpy; make them device arrays once, not per jitted call.
-        params = jax.tree.map(jnp.asarray, _restore(path, param_shapes(config)))
-    elif path.suffix == ".safetensors" and path.exists():
-        # Original key names; the exact config is in the metadata (`skipclick export … x.safetensors`).
-        from .export.formats import read_skipclick_safetensors
-
-        config, params = read_skipclick_safetensors(path, config)
-        params = jax.tree.map(jnp.asarray, params)
-    elif path.exists():
-        from .convert.skipclick_checkpoint import read_skipclick_pth
-
-        config, params = read_skipclick_pth(path, config)
-        params = jax.tree.map(jnp.asarray, params)
-    else:
-        raise CheckpointError(f"{path}: no such file or directory")
-    return SkipClick(config, dtype=dtype), params
+def read_encoder(directory: str | Path) -> tuple[DinoV2Config, Any]:
+    """A `save_encoder` directory → (encoder config, `DinoV2` parameters)."""
+    directory = Path(directory)
+    config = DinoV2Config(**_read_record(directory, ENCODER_FORMAT)["config"])
+    return config, _restore(directory, dinov2_shapes(config))

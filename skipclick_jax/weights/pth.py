@@ -1,24 +1,46 @@
-"""Reading PyTorch `.pth` files safely, without the original `isegm` package.
+"""PyTorch `.pth` files: original SkipClick checkpoints and DINOv2 hub checkpoints, read and written.
 
-The released SkipClick checkpoint is a full pickle: its `config` holds an instance of
-`isegm...CrossEntropyLoss` (and a reference to a function of that module). We load it with an
-unpickler that allows only the handful of globals a tensor checkpoint needs, turns every `isegm.*`
-global into an inert stub, and refuses everything else — so no code from the file ever runs.
+Reading never imports the original `isegm` package nor runs code from the file. The released SkipClick
+checkpoint is a full pickle: its `config` holds an instance of `isegm...CrossEntropyLoss` (and a reference
+to a function of that module). It is loaded with an unpickler that allows only the handful of globals a
+tensor checkpoint needs, turns every `isegm.*` global into an inert stub, and refuses everything else.
+
+Writing produces what `isegm` writes (SPEC 6): `{'state_dict', 'config'}` with the original keys, order,
+shapes and float32 tensors, and the `serialize` record of the configuration (`records.original_record`),
+so the original's `load_is_model` accepts the file unchanged (`strict=True`). That record holds
+`head_params['loss_decode']`, a pickled *instance* of
+`isegm.model.modeling.transformer_helper.cross_entropy_loss.CrossEntropyLoss`. isegm is not a dependency:
+while pickling, placeholder modules of those names are put into `sys.modules` (and removed afterwards)
+with a `CrossEntropyLoss(nn.Module)` whose attributes are those the original constructor gives with its
+defaults, so the pickle refers to the real class and the original code restores a real, equal instance.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
+import contextlib
 import pickle
+import sys
+import threading
 import types
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_file, check_writable
+from ..config import DinoV2Config, SkipClickConfig
+from .errors import CheckpointError
+from .mapping import dinov2_params, dinov2_shapes, flax_to_torch, skipclick_params, skipclick_shapes, torch_sources
+from .records import hub_name_from_filename, infer_config, infer_encoder_config, original_record, unrecorded_fields
+from .tables.dinov2 import dinov2_entries
+from .tables.skipclick import ENCODER_PREFIX, skipclick_entries
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and what is wrong with it."""
+LOSS_MODULE = "isegm.model.modeling.transformer_helper.cross_entropy_loss"
+_pickle_lock = threading.Lock()
 
 
 _ALLOWED_GLOBALS = {
@@ -134,3 +156,152 @@ def state_dict_of(obj: Any, path: str | Path) -> tuple[dict[str, np.ndarray], di
     if bad:
         raise CheckpointError(f"{path}: state dict entries that are not tensors: {bad[:10]}")
     return dict(state), config
+
+
+# --- readers -------------------------------------------------------------------------------------------------
+def read_skipclick_pth(
+    path: str | Path, config: SkipClickConfig | None = None
+) -> tuple[SkipClickConfig, dict[str, Any]]:
+    """Read an original SkipClick `.pth`: (config, Flax params as numpy arrays).
+
+    `config` overrides detection (useful for encoders that are not hub models); the weights must still
+    match it exactly.
+    """
+    state, stored = state_dict_of(read_pth(path), path)
+    return skipclick_from_state(state, stored, path, config)
+
+
+def skipclick_from_state(state: dict[str, np.ndarray], stored: Any, path: str | Path,
+                         config: SkipClickConfig | None = None) -> tuple[SkipClickConfig, dict[str, Any]]:
+    """An original state dict and its stored config record (or None) → (config, params)."""
+    if not any(k.startswith(ENCODER_PREFIX) for k in state):
+        raise CheckpointError(
+            f"{path}: no '{ENCODER_PREFIX}*' keys — not a SkipClick checkpoint"
+            + (" (it looks like a DINOv2 hub checkpoint; use it as an encoder)" if "cls_token" in state else "")
+        )
+    if config is None:
+        if stored is None:
+            warnings.warn(f"{path}: no stored config; inferring the configuration from the shapes", stacklevel=3)
+        config = infer_config(state, stored, path)
+    return config, skipclick_params(state, config, path)
+
+
+def read_dinov2_pth(path: str | Path, name: str | None = None) -> tuple[DinoV2Config, dict[str, Any]]:
+    """Read a DINOv2 hub checkpoint: (encoder config, `DinoV2` params as numpy arrays).
+
+    The hyper-parameters come from `name` (e.g. `dinov2_vitb14_reg`), else from the file name, and are
+    checked against the tensor shapes; a renamed file of unknown size is read off the shapes.
+    """
+    state, _ = state_dict_of(read_pth(path), path)
+    return dinov2_from_hub_state(state, path, name)
+
+
+def dinov2_from_hub_state(state: dict[str, np.ndarray], path: str | Path, name: str | None = None
+                          ) -> tuple[DinoV2Config, dict[str, Any]]:
+    """A hub-named DINOv2 state dict → (config, params); see `read_dinov2_pth`."""
+    if any(k.startswith("feature_extractor.") for k in state):
+        raise CheckpointError(f"{path}: this is a SkipClick checkpoint, not a DINOv2 hub checkpoint")
+    config = infer_encoder_config(state, "", name or hub_name_from_filename(path), Path(path))
+    return config, dinov2_params(state, config, path)
+
+
+# --- writers -------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def isegm_loss_placeholder() -> Iterator[type]:
+    """`CrossEntropyLoss` importable under its isegm name while the block runs (pickling only).
+
+    Uses the real class if isegm is already imported; otherwise installs placeholder modules and
+    restores `sys.modules` afterwards, so no isegm module outlives the export.
+    """
+    torch = require_torch()
+    real = sys.modules.get(LOSS_MODULE)
+    if real is not None and hasattr(real, "CrossEntropyLoss"):
+        yield real.CrossEntropyLoss
+        return
+    if real is not None:
+        raise CheckpointError(f"a module {LOSS_MODULE} is imported but defines no CrossEntropyLoss")
+    parts = LOSS_MODULE.split(".")
+    names = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    with _pickle_lock:
+        created = [name for name in names if name not in sys.modules]
+        mods = {name: sys.modules.get(name) or types.ModuleType(name) for name in names}
+        leaf = mods[LOSS_MODULE]
+
+        def cross_entropy(*args: Any, **kwargs: Any) -> Any:  # pickled by reference only
+            raise NotImplementedError("placeholder of isegm's cross_entropy")
+
+        class CrossEntropyLoss(torch.nn.Module):
+            """Placeholder with the attributes of the original's `CrossEntropyLoss()` (all defaults)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.use_sigmoid = False
+                self.use_mask = False
+                self.reduction = "mean"
+                self.loss_weight = 1.0
+                self.class_weight = None
+                self.cls_criterion = cross_entropy
+
+        for obj, name in ((cross_entropy, "cross_entropy"), (CrossEntropyLoss, "CrossEntropyLoss")):
+            obj.__module__, obj.__qualname__ = LOSS_MODULE, name
+            setattr(leaf, name, obj)
+        # Link each new module into its parent (an existing parent gets the attribute only for the duration).
+        linked = []
+        for parent, child in zip(names[:-1], names[1:], strict=True):
+            attr = child.rsplit(".", 1)[1]
+            if child in created:
+                setattr(mods[parent], attr, mods[child])
+                linked.append((mods[parent], attr))
+        sys.modules.update({name: mods[name] for name in created})
+        try:
+            yield CrossEntropyLoss
+        finally:
+            for name in created:
+                sys.modules.pop(name, None)
+            for parent_module, attr in linked:
+                if hasattr(parent_module, attr):
+                    delattr(parent_module, attr)
+
+
+def _to_torch_state(state: dict[str, np.ndarray]) -> OrderedDict:
+    torch = require_torch()
+    # from_numpy shares memory (no second copy); arrays straight from device_get are read-only, copy those.
+    arrays = ((k, np.ascontiguousarray(v, np.float32)) for k, v in state.items())
+    return OrderedDict((k, torch.from_numpy(a if a.flags.writeable else a.copy())) for k, a in arrays)
+
+
+def save_original_pth(
+    path: str | Path, config: SkipClickConfig, params: Any, *, overwrite: bool = False
+) -> Path:
+    """Write `params` as an original SkipClick checkpoint `{'state_dict', 'config'}` (atomically).
+
+    `torch.save` needs the whole state dict at once, so this holds one host copy of the weights
+    (gathered leaf by leaf); use the safetensors writer to stream instead.
+    """
+    check_writable(path, overwrite)  # before gathering anything
+    entries = skipclick_entries(config)
+    torch_sources(params, entries, skipclick_shapes(config))  # strict check before any work
+    lost = unrecorded_fields(config)
+    if lost:
+        warnings.warn("the original config record cannot express this configuration exactly; the tensors are "
+                      "exact, but load the file back with config= (or export safetensors, which stores the "
+                      "configuration): " + "; ".join(lost), stacklevel=2)
+    state = _to_torch_state(flax_to_torch(params, entries))
+    torch = require_torch()
+    with atomic_file(path, overwrite) as (_, f), isegm_loss_placeholder() as loss_cls:
+        torch.save({"state_dict": state, "config": original_record(config, loss_decode=loss_cls())}, f)
+    return Path(path)
+
+
+def save_dinov2_pth(path: str | Path, config: DinoV2Config, params: Any, *, overwrite: bool = False) -> Path:
+    """Write DINOv2 encoder parameters as a hub checkpoint (a plain state dict, like
+    `dinov2_vitb14_reg4_pretrain.pth`), atomically."""
+    check_writable(path, overwrite)
+    entries = dinov2_entries(config)
+    torch_sources(params, entries, dinov2_shapes(config))
+    state = _to_torch_state(flax_to_torch(params, entries))
+    with atomic_file(path, overwrite) as (_, f):
+        require_torch().save(state, f)
+    return Path(path)
+
+

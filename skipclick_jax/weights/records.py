@@ -1,12 +1,23 @@
-"""Original SkipClick checkpoints (`{'state_dict', 'config'}` .pth) → `SkipClickConfig` + Flax params.
+"""The original checkpoints' configuration record, both directions, and configurations read off shapes.
 
-The configuration is read from the stored `config` (the original's `serialize` record of the
-`FeatureVitModel` constructor arguments) and cross-checked against the tensor shapes; without a stored
-config it is inferred from the keys and shapes alone.
+Reading: the `SkipClickConfig` of an original checkpoint comes from its stored `config` (the original's
+`serialize` record of the `FeatureVitModel` constructor arguments), cross-checked against the tensor
+shapes; without a stored config it is inferred from the keys and shapes alone. DINOv2 encoders are named by
+their hub name or read off the shapes.
+
+Writing: `original_record(config)` is the record the original writes for the `FeatureVitModel(...)` call
+that builds `config`, so `isegm.inference.utils.load_is_model` rebuilds the model from our `.pth` files.
+`extractor_type` (the torch.hub model the original builds the encoder from) is the DINOv2 hub name whose
+configuration equals the encoder (`config.encoder_name` first). An encoder that is no hub model keeps its
+`encoder_name` if that starts with `dinov2` and is no hub name, else becomes `dinov2_custom`: the original
+can only build hub encoders, so such a file serves PyTorch users of the state dict, and `skipclick_jax`
+reads it back from the shapes. The original record cannot express tap indices other than (2, 5, 8, 11)
+nor non-hub encoder hyper-parameters that the shapes do not determine (`unrecorded_fields` lists them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import warnings
@@ -16,12 +27,21 @@ from typing import Any
 import numpy as np
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DinoV2Config, SkipClickConfig
-from ..model.skipclick import param_shapes
-from .mapping import skipclick_entries
-from .strict import torch_to_flax
-from .torch_io import CheckpointError, read_pth, state_dict_of
+from .errors import CheckpointError
+from .mapping import skipclick_shapes, torch_sources
+from .tables.skipclick import ENCODER_PREFIX, skipclick_entries
 
-_ENC = "feature_extractor.dinov2."
+MODEL_CLASS = "isegm.model.is_featurevit_model.FeatureVitModel"
+HUB_NAMES = tuple(f"dinov2_vit{s}14{r}" for s in "sblg" for r in ("_reg", ""))
+ORIGINAL_TAPS = (2, 5, 8, 11)  # DinoV2Extractor's fixed extraction_blocks
+
+
+def hub_name_from_filename(path: str | Path) -> str | None:
+    """`dinov2_vitb14_reg4_pretrain.pth` → `dinov2_vitb14_reg`; None if the name is not a hub file name."""
+    m = re.match(r"(dinov2_vit[sblg]14)(_reg4?)?(_pretrain)?\.pth$", Path(path).name)
+    if not m:
+        return None
+    return m.group(1) + ("_reg" if m.group(2) else "")
 
 
 def _stored_params(config: Any, path: Path) -> dict[str, Any]:
@@ -90,7 +110,7 @@ def infer_config(state: dict[str, np.ndarray], stored: Any, path: str | Path) ->
     _require(not p.get("use_rgb_conv", False), path, "use_rgb_conv=True (RITM maps transform)")
     _require(not p.get("with_aux_output", False), path, "with_aux_output=True")
 
-    encoder = infer_encoder_config(state, _ENC, extractor if stored is not None else None, path)
+    encoder = infer_encoder_config(state, ENCODER_PREFIX, extractor if stored is not None else None, path)
     d = encoder.embed_dim
     backbone = p.get("backbone_params") or {}
     neck = p.get("neck_params") or {}
@@ -139,30 +159,103 @@ def infer_config(state: dict[str, np.ndarray], stored: Any, path: str | Path) ->
     )
 
 
-def params_from_state(
-    state: dict[str, np.ndarray], config: SkipClickConfig, source: str | Path
-) -> dict[str, Any]:
-    """Strictly map an original state dict onto the Flax parameters of `config`."""
-    return torch_to_flax(state, skipclick_entries(config), param_shapes(config), source)
+def _int_if_integral(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
 
 
-def read_skipclick_pth(
-    path: str | Path, config: SkipClickConfig | None = None
-) -> tuple[SkipClickConfig, dict[str, Any]]:
-    """Read an original SkipClick `.pth`: (config, Flax params as numpy arrays).
+def extractor_type(config: SkipClickConfig) -> str:
+    """The `extractor_type` to record for `config.encoder` (see the module docstring)."""
+    candidates = (config.encoder_name, *HUB_NAMES) if config.encoder_name in HUB_NAMES else HUB_NAMES
+    for name in candidates:
+        if DinoV2Config.hub(name) == config.encoder:
+            return name
+    name = config.encoder_name
+    return name if name.startswith("dinov2") and name not in HUB_NAMES else "dinov2_custom"
 
-    `config` overrides detection (useful for encoders that are not hub models); the weights must still
-    match it exactly.
+
+def original_record(config: SkipClickConfig, loss_decode: Any = None) -> dict[str, Any]:
+    """The `serialize` record of the `FeatureVitModel(...)` call that builds `config`.
+
+    Specified parameters in the call order of the repository's model configs, then the unspecified
+    defaults in `get_default_params` order (FeatureVitModel, then ISModel). Values are the configs'
+    literals (tuples, lists, ints), so the record equals the one the original writes.
     """
-    obj = read_pth(path)
-    state, stored = state_dict_of(obj, path)
-    if not any(k.startswith(_ENC) for k in state):
-        raise CheckpointError(
-            f"{path}: no '{_ENC}*' keys — not a SkipClick checkpoint"
-            + (" (it looks like a DINOv2 hub checkpoint; use it as an encoder)" if "cls_token" in state else "")
-        )
-    if config is None:
-        if stored is None:
-            warnings.warn(f"{path}: no stored config; inferring the configuration from the shapes", stacklevel=2)
-        config = infer_config(state, stored, path)
-    return config, params_from_state(state, config, path)
+    d = config.dim
+    default_mean_std = (list(IMAGENET_MEAN), list(IMAGENET_STD))
+    mean_std = (list(config.mean), list(config.std))
+    head_params = dict(
+        in_channels=list(config.neck_dims),
+        in_index=list(range(len(config.neck_dims))),
+        dropout_ratio=config.head_dropout,
+        num_classes=config.num_classes,
+        loss_decode=loss_decode,
+        align_corners=False,
+        upsample=config.upsample,
+        channels=config.head_channels,
+    )
+    specified: dict[str, Any] = dict(
+        use_disks=True,
+        norm_radius=_int_if_integral(config.click_radius),
+        with_prev_mask=True,
+        extractor_type=extractor_type(config),
+        backbone_params=dict(
+            img_size=(config.image_size, config.image_size),
+            patch_size=(config.patch_size, config.patch_size),
+            embed_dim=d,
+            depth=config.fusion_depth,
+            num_heads=config.fusion_heads,
+            mlp_ratio=_int_if_integral(config.fusion_mlp_ratio),
+            qkv_bias=True,
+            primitive_stack=True,
+        ),
+        # serialize() deep-copies the arguments before FeatureVitModel adds neck_params['skip_connections'].
+        neck_params=dict(in_dim=d, out_dims=list(config.neck_dims)),
+        head_params=head_params,
+        random_split=False,
+        trained_extractor=config.train_encoder,
+        use_intermediate=list(ORIGINAL_TAPS) if config.fuse_taps else [11],
+    )
+    if config.skip_connections:  # only the skip configs pass it
+        specified["skip_connections"] = True
+    if mean_std != default_mean_std:
+        specified["norm_mean_std"] = mean_std
+    defaults: dict[str, Any] = dict(
+        backbone_weight_path=None,
+        backbone_repo_path=None,
+        skip_connections=False,
+        use_conv_stack=False,
+        with_aux_output=False,
+        cpu_dist_maps=False,
+        use_rgb_conv=False,
+        use_leaky_relu=False,
+        norm_mean_std=default_mean_std,
+    )
+    params = {k: {"type": "builtin", "value": v, "specified": True} for k, v in specified.items()}
+    params.update({k: {"type": "builtin", "value": v, "specified": False}
+                   for k, v in defaults.items() if k not in specified})
+    return {"class": MODEL_CLASS, "params": params}
+
+
+def _shape_state(config: SkipClickConfig) -> dict[str, Any]:
+    """The original state dict as shape-only stand-ins (enough for `infer_config`)."""
+    shapes = skipclick_shapes(config)
+    sources = torch_sources(shapes, skipclick_entries(config), shapes)
+    return {s.name: np.broadcast_to(np.empty((), np.float32), s.shape) for s in sources}
+
+
+def unrecorded_fields(config: SkipClickConfig) -> list[str]:
+    """Fields of `config` the original record + shapes do not determine (empty: the record is lossless)."""
+    def normal(c: SkipClickConfig) -> SkipClickConfig:
+        return dataclasses.replace(c, head_width=c.head_channels)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # non-hub names warn; that is what we are finding out
+            back = infer_config(_shape_state(config), original_record(config), "<export>")
+    except (CheckpointError, ValueError) as e:
+        return [f"encoder ({e})"]
+    a, b = normal(config), normal(back)
+    fields = [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+    return [f"{name}: {getattr(a, name)!r} would read back as {getattr(b, name)!r}" for name in fields]
+
+

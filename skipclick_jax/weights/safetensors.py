@@ -1,20 +1,26 @@
-"""The safetensors file format, written by streaming and read without torch.
+"""safetensors files: the full model in the original key names, the DINOv2 encoder in hub or Hugging Face
+names. Reading goes through the `safetensors` library (`safe_open`: lazy, no pickle, no torch).
 
-Layout (https://github.com/huggingface/safetensors): 8-byte little-endian header length N, N bytes of
-JSON `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}` (padded with
-spaces to a multiple of 8), then the tensor bytes, little-endian, C order, offsets relative to the end of
-the header. There is no pickle anywhere, so reading a file never runs code from it.
+Metadata written (all values are strings; `format: pt` keeps the files loadable by transformers, which
+checks that key):
 
-The writer emits the header first and then each tensor as it is fetched (`TensorSource.fetch`), so peak
-host memory is one tensor; the output appears atomically. The reader validates the header against the
-file size (a truncated download fails with a clear message) and reads tensors one at a time.
+    skipclick_jax          format tag: "skipclick-state-dict" | "dinov2-hub" | "dinov2-hf"
+    skipclick_jax_version  "1"
+    config                 SkipClickConfig / DinoV2Config as JSON (exact, unlike the original record)
+    encoder_name           encoder files: the hub name of the encoder ("dinov2_vitb14_reg", …)
+    hf_config              "dinov2-hf" files: the transformers config.json content
+
+Files without our tags (e.g. a Hugging Face download, or safetensors saved from the original state dict)
+are recognised by their key names; their configuration comes from a config.json, or is read off the shapes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,23 +28,22 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_file, check_writable
-from ..convert.torch_io import CheckpointError
-from .tensors import TensorSource
+from ..config import DinoV2Config, SkipClickConfig
+from .encoders import encoder_from_state
+from .errors import CheckpointError
+from .mapping import TensorSource, dinov2_shapes, skipclick_params, skipclick_shapes, torch_sources
+from .records import infer_config
+from .tables import dinov2_hf as hf
+from .tables.dinov2 import dinov2_entries
+from .tables.skipclick import ENCODER_PREFIX, skipclick_entries
 
-_MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit as well
-# safetensors dtype name → (item size, numpy dtype name); "bfloat16" comes from ml_dtypes (a JAX dependency).
-_DTYPES = {"F32": (4, "<f4"), "F16": (2, "<f2"), "BF16": (2, "bfloat16"), "F64": (8, "<f8"), "I64": (8, "<i8"),
-           "I32": (4, "<i4"), "I16": (2, "<i2"), "I8": (1, "i1"), "U8": (1, "u1"), "BOOL": (1, "?")}
-
-
-def _numpy_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+TAG, VERSION_KEY, VERSION = "skipclick_jax", "skipclick_jax_version", "1"
+FULL_TAG, HUB_TAG, HF_TAG = "skipclick-state-dict", "dinov2-hub", "dinov2-hf"
+# Tensor dtypes a checkpoint may hold; F16 and BF16 are widened to float32 exactly, F64 is refused.
+_READABLE = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 
 
+# --- the format ------------------------------------------------------------------------------------------------
 def write_safetensors(
     path: str | Path,
     sources: Sequence[TensorSource],
@@ -46,7 +51,11 @@ def write_safetensors(
     *,
     overwrite: bool = False,
 ) -> Path:
-    """Write float32 tensors to `path` in safetensors format, header first, one tensor at a time."""
+    """Write float32 tensors to `path` in safetensors format, header first, then one tensor at a time.
+
+    Hand-written because the library's writer needs every tensor in memory at once, while this one streams
+    from (sharded) device arrays with one tensor on the host; files are checked against the library's reader.
+    """
     check_writable(path, overwrite)
     header: dict[str, Any] = {}
     if metadata:
@@ -77,62 +86,29 @@ def write_safetensors(
 
 
 class SafetensorsFile:
-    """A validated safetensors file: `names`, `metadata`, `shape(name)`, `read(name)`; no torch needed."""
+    """A safetensors file read with the library: `names`, `metadata`, `shape(name)`, `read(name)`, lazily."""
 
     def __init__(self, path: str | Path):
+        from safetensors import SafetensorError, safe_open
+
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: no such file")
-        size = self.path.stat().st_size
-        with open(self.path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(f"{self.path}: not a safetensors file ({size} bytes, too short for a header)")
-            (n,) = struct.unpack("<Q", head)
-            if n > min(_MAX_HEADER, size - 8):
-                raise CheckpointError(
-                    f"{self.path}: not a safetensors file or truncated (header length {n}, file size {size})")
-            try:
-                header = json.loads(f.read(n).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise CheckpointError(f"{self.path}: not a safetensors file (bad JSON header: {e})") from e
-        if not isinstance(header, dict):
-            raise CheckpointError(f"{self.path}: not a safetensors file (header is not a JSON object)")
-        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
-        self._data_start = 8 + n
-        self._entries: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
-        for name, info in header.items():
-            self._entries[name] = self._validated(name, info)
-        self._check_layout(size - self._data_start)
-
-    def _validated(self, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:
         try:
-            dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
-        except (TypeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: malformed header entry for {name!r}: {info!r}") from e
-        if dtype not in _DTYPES:
+            with safe_open(self.path, framework="numpy") as f:
+                self.metadata: dict[str, str] = f.metadata() or {}
+                slices = {name: f.get_slice(name) for name in f.offset_keys()}  # file order, not sorted
+                self._entries = {name: (s.get_dtype(), tuple(s.get_shape())) for name, s in slices.items()}
+        except SafetensorError as e:
+            raise CheckpointError(f"{self.path}: {_damage(self.path) or f'not a safetensors file ({e})'}") from e
+        unknown = {n: d for n, (d, _) in self._entries.items() if d not in _READABLE}
+        if unknown:
+            name, dtype = next(iter(unknown.items()))
             raise CheckpointError(f"{self.path}: tensor {name!r} has unknown dtype {dtype!r}")
-        if end - begin != _DTYPES[dtype][0] * math.prod(shape):
-            raise CheckpointError(f"{self.path}: tensor {name!r}: {end - begin} bytes for shape {shape} {dtype}")
-        return dtype, shape, int(begin), int(end)
-
-    def _check_layout(self, available: int) -> None:
-        spans = sorted((b, e, name) for name, (_, _, b, e) in self._entries.items())
-        position = 0
-        for begin, end, name in spans:
-            if begin != position:
-                raise CheckpointError(f"{self.path}: tensor data of {name!r} is not contiguous (offset {begin}, "
-                                      f"expected {position})")
-            position = end
-        if position > available:
-            raise CheckpointError(f"{self.path}: truncated file: the header announces {position} bytes of tensor "
-                                  f"data, only {available} are present")
-        if position < available:
-            raise CheckpointError(f"{self.path}: {available - position} unexpected bytes after the tensor data")
 
     @property
     def names(self) -> list[str]:
-        """Tensor names in header order."""
+        """Tensor names in file order."""
         return list(self._entries)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -140,21 +116,203 @@ class SafetensorsFile:
 
     def read(self, name: str) -> np.ndarray:
         """One tensor as a numpy array; floating-point tensors are returned as float32 (F16/BF16 exactly)."""
-        dtype_name, shape, begin, end = self._entries[name]
-        if dtype_name == "F64":
-            raise CheckpointError(f"{self.path}: tensor {name!r} is float64; converting it would lose precision")
-        buf = bytearray(end - begin)
-        with open(self.path, "rb") as f:
-            f.seek(self._data_start + begin)
-            if f.readinto(buf) != len(buf):  # the file shrank since it was opened
-                raise CheckpointError(f"{self.path}: truncated while reading {name!r}")
-        array = np.frombuffer(buf, dtype=_numpy_dtype(_DTYPES[dtype_name][1])).reshape(shape)
-        return array.astype(np.float32) if dtype_name in ("F16", "BF16") else array
+        return next(self._arrays([name]))[1]
 
     def items(self) -> Iterator[tuple[str, np.ndarray]]:
-        """(name, array) pairs in header order, read lazily."""
-        for name in self._entries:
-            yield name, self.read(name)
+        """(name, array) pairs in file order, read lazily."""
+        return self._arrays(self.names)
 
     def read_all(self) -> dict[str, np.ndarray]:
         return dict(self.items())
+
+    def _arrays(self, names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(self.path, framework="numpy") as f:
+                for name in names:
+                    if self._entries[name][0] == "F64":
+                        raise CheckpointError(f"{self.path}: tensor {name!r} is float64; converting it would lose "
+                                              "precision")
+                    array = f.get_tensor(name)
+                    yield name, array.astype(np.float32) if self._entries[name][0] in ("F16", "BF16") else array
+        except (SafetensorError, OSError) as e:  # the file changed since it was opened
+            raise CheckpointError(f"{self.path}: cannot read the tensors ({e})") from e
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with a file the library refused, said precisely (None: not found out)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"not a safetensors file ({size} bytes, too short for a header)"
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            return f"not a safetensors file or truncated (header length {n}, file size {size})"
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return f"not a safetensors file (bad JSON header: {e})"
+    if not isinstance(header, dict):
+        return "not a safetensors file (header is not a JSON object)"
+    header.pop("__metadata__", None)
+    available, position = size - 8 - n, 0
+    try:
+        spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1]), k, v) for k, v in header.items())
+    except (TypeError, KeyError, ValueError, IndexError):
+        return "malformed header entries"
+    for begin, end, name, info in spans:
+        if begin != position:
+            return f"tensor data of {name!r} is not contiguous (offset {begin}, expected {position})"
+        item = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2}.get(info.get("dtype"), 1)
+        if end - begin != item * math.prod(info.get("shape", [])):
+            return f"tensor {name!r}: {end - begin} bytes for shape {tuple(info.get('shape', []))} {info.get('dtype')}"
+        position = end
+    if position > available:
+        return f"truncated file: the header announces {position} bytes of tensor data, only {available} are present"
+    if position < available:
+        return f"{available - position} unexpected bytes after the tensor data"
+    return None
+
+
+# --- our files ---------------------------------------------------------------------------------------------------
+def _metadata(tag: str, config: Any, **extra: str) -> dict[str, str]:
+    return {"format": "pt", TAG: tag, VERSION_KEY: VERSION, "config": json.dumps(dataclasses.asdict(config)),
+            **extra}
+
+
+def save_skipclick_safetensors(
+    path: str | Path, config: SkipClickConfig, params: Any, *, overwrite: bool = False
+) -> Path:
+    """The full model in the original state-dict key names and layouts, streamed tensor by tensor."""
+    sources = torch_sources(params, skipclick_entries(config), skipclick_shapes(config))
+    return write_safetensors(path, sources, _metadata(FULL_TAG, config), overwrite=overwrite)
+
+
+def save_dinov2_safetensors(
+    path: str | Path,
+    config: DinoV2Config,
+    params: Any,
+    *,
+    hf_names: bool = False,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """DINOv2 encoder parameters in the hub key names (`blocks.0.attn.qkv.weight`, …) or, with `hf_names`,
+    the Hugging Face ones (`encoder.layer.0.attention.attention.query.weight`, …), streamed."""
+    sources = torch_sources(params, dinov2_entries(config), dinov2_shapes(config))
+    extra = {"encoder_name": name} if name else {}
+    if hf_names:
+        sources = hf.hf_sources(sources, config)
+        meta = _metadata(HF_TAG, config, hf_config=json.dumps(hf.hf_config(config)), **extra)
+    else:
+        meta = _metadata(HUB_TAG, config, **extra)
+    return write_safetensors(path, sources, meta, overwrite=overwrite)
+
+
+def _config_json(meta: dict[str, str], path: Path) -> dict[str, Any] | None:
+    if "config" not in meta:
+        return None
+    try:
+        record = json.loads(meta["config"])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: unreadable configuration in the metadata ({e})") from e
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: the configuration in the metadata is not a JSON object")
+    return record
+
+
+def file_kind(f: SafetensorsFile) -> str:
+    """'skipclick', 'dinov2-hub' or 'dinov2-hf', from the tag or else from the key names."""
+    tag = f.metadata.get(TAG)
+    if tag is not None and tag not in (FULL_TAG, HUB_TAG, HF_TAG):
+        raise CheckpointError(f"{f.path}: unknown skipclick_jax format tag {tag!r} (a newer version's file?)")
+    names = set(f.names)
+    if tag == FULL_TAG or any(n.startswith(ENCODER_PREFIX) for n in names):
+        return "skipclick"
+    if tag == HF_TAG or hf.is_hf_layout(names):
+        return "dinov2-hf"
+    if tag == HUB_TAG or "cls_token" in names:
+        return "dinov2-hub"
+    sample = ", ".join(sorted(names)[:5])
+    raise CheckpointError(f"{f.path}: neither a SkipClick nor a DINOv2 safetensors file (keys: {sample}, …)")
+
+
+def read_skipclick_safetensors(
+    path: str | Path, config: SkipClickConfig | None = None
+) -> tuple[SkipClickConfig, dict[str, Any]]:
+    """Full-model safetensors → (config, Flax params as numpy). Strict: every key, every shape.
+
+    The configuration is `config`, else the one in the metadata, else inferred from the shapes (a file
+    written from an original state dict by other tools).
+    """
+    path = Path(path)
+    f = SafetensorsFile(path)
+    kind = file_kind(f)
+    if kind != "skipclick":
+        raise CheckpointError(f"{path}: holds a DINOv2 encoder only ({kind} names), not a SkipClick model; "
+                              "load it with skipclick_jax.weights.load_encoder")
+    state = f.read_all()
+    origin = "the configuration passed in"
+    if config is None:
+        record = _config_json(f.metadata, path)
+        if record is not None:
+            try:
+                config = SkipClickConfig.from_dict(record)
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{path}: invalid SkipClickConfig in the metadata ({e})") from e
+            origin = "the configuration stored in the metadata"
+        else:
+            warnings.warn(f"{path}: no stored configuration; inferring it from the shapes", stacklevel=2)
+            config = infer_config(state, None, path)
+            origin = "the configuration inferred from the shapes"
+    try:
+        params = skipclick_params(state, config, path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}\n  ({origin} does not describe these tensors)") from e
+    return config, params
+
+
+def _encoder_config_from(meta: dict[str, str], path: Path) -> DinoV2Config | None:
+    record = _config_json(meta, path)
+    if record is None:
+        return None
+    try:
+        return DinoV2Config(**record)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: invalid DinoV2Config in the metadata ({e})") from e
+
+
+def read_dinov2_safetensors(
+    path: str | Path, *, hf_config: dict[str, Any] | str | Path | None = None, name: str | None = None
+) -> tuple[DinoV2Config, dict[str, Any]]:
+    """Encoder safetensors in hub or HF names → (config, `DinoV2` params as numpy).
+
+    Configuration: the DinoV2Config in our metadata; else `hf_config` (a config.json path or its dict);
+    else, for a `model.safetensors` next to a `config.json`, that file; else read off the shapes.
+    """
+    path = Path(path)
+    f = SafetensorsFile(path)
+    layout = file_kind(f)
+    if layout == "skipclick":
+        raise CheckpointError(f"{path}: a full SkipClick model; load it with load_checkpoint (the encoder is "
+                              "params['encoder'])")
+    config, origin, record = _encoder_config_from(f.metadata, path), "the configuration stored in the metadata", None
+    if hf_config is not None and layout != "dinov2-hf":
+        raise CheckpointError(f"{path}: hub-named DINOv2 weights; a Hugging Face config does not apply to them")
+    if layout == "dinov2-hf":
+        if hf_config is None and config is None and (path.parent / "config.json").is_file():
+            hf_config = path.parent / "config.json"
+        if hf_config is not None:
+            record, hf_origin = hf.resolve_hf_config(hf_config)
+            from_hf = hf.config_from_hf(record, hf_origin)
+            if config is not None and not hf.same_architecture(config, from_hf):
+                raise CheckpointError(f"{path}: {hf_origin} ({from_hf}) contradicts the configuration stored in "
+                                      f"the file ({config})")
+            config, origin = config or from_hf, origin if config is not None else hf_origin
+    if config is None:
+        origin = None
+    name = name or f.metadata.get("encoder_name")
+    return encoder_from_state(f.read_all(), layout, path, config=config, config_origin=origin, hf_record=record,
+                              name=name)

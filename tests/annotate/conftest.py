@@ -44,10 +44,10 @@ def engine(tmp_path_factory):
     """The tiny model (random weights) saved as a checkpoint and loaded back, as `--checkpoint` does;
     compiled once for every test of the package."""
     from skipclick_jax import load_checkpoint
-    from skipclick_jax.checkpoint import save_params
     from skipclick_jax.config import SkipClickConfig
     from skipclick_jax.inference import ClickEngine
     from skipclick_jax.model import init_params
+    from skipclick_jax.weights import save_params
 
     config = SkipClickConfig.tiny()
     path = save_params(tmp_path_factory.mktemp("annotate") / "tiny", config, init_params(config, seed=SEED))

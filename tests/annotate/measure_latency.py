@@ -43,10 +43,10 @@ def main() -> int:
     import jax
 
     from skipclick_jax.annotate import AnnotateApp, AnnotationServer
-    from skipclick_jax.checkpoint import load_checkpoint
     from skipclick_jax.config import preset
     from skipclick_jax.inference import ClickEngine
     from skipclick_jax.model import SkipClick, init_params
+    from skipclick_jax.weights import load_checkpoint
 
     from .browser import chromium_page, click_canvas, missing_browser, wait_idle
 

@@ -63,8 +63,8 @@ def eval_model(eval_checkpoint):
 @pytest.fixture(scope="session")
 def eval_model_converted(eval_checkpoint, tmp_path_factory):
     """The same weights through `skipclick convert` (an Orbax directory: parameters restored onto a device)."""
-    from skipclick_jax.convert.command import convert_file
     from skipclick_jax.eval.models import load_eval_model
+    from skipclick_jax.weights import convert_file
 
     out = tmp_path_factory.mktemp("eval_converted") / "converted"
     convert_file(eval_checkpoint, out)

@@ -7,7 +7,7 @@ import warnings
 import jax
 import numpy as np
 
-from skipclick_jax.export import load_weights
+from skipclick_jax.weights import load_weights
 from tests.parity import make_reference, write_checkpoint
 from tests.torch_reference import load_original_checkpoint
 

@@ -13,17 +13,16 @@ torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 from skipclick_jax import CheckpointError  # noqa: E402
-from skipclick_jax.export import (  # noqa: E402
+from skipclick_jax.weights import (  # noqa: E402
     SafetensorsFile,
-    config_from_hf,
     export_checkpoint,
-    hf_config,
-    load_dinov2_weights,
     read_hf_dinov2_dir,
     save_dinov2_pth,
     save_dinov2_safetensors,
     save_hf_dinov2_dir,
 )
+from skipclick_jax.weights import load_encoder as load_dinov2_weights  # noqa: E402
+from skipclick_jax.weights.tables.dinov2_hf import config_from_hf, hf_config  # noqa: E402
 from tests.parity import SMALL_DINOV2  # noqa: E402
 from tests.torch_reference import ReferenceDinoV2, randomize_, save_dinov2_hub_checkpoint  # noqa: E402
 
@@ -207,8 +206,8 @@ def test_dinov2_only_export_of_a_full_model(tmp_path):
 
 
 def test_load_encoder_reads_every_download_form(hub, tmp_path):
-    """`skipclick_jax.checkpoint.load_encoder` (what training starts from) takes each form of the weights."""
-    from skipclick_jax.checkpoint import load_encoder, save_encoder
+    """`skipclick_jax.weights.load_encoder` (what training starts from) takes each form of the weights."""
+    from skipclick_jax.weights import load_encoder, save_encoder
 
     save_dinov2_safetensors(tmp_path / "hub.safetensors", hub.config, hub.params)
     save_hf_dinov2_dir(tmp_path / "hf", hub.config, hub.params)

@@ -12,16 +12,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*is not a DINOv2 hub model:User
 
 from skipclick_jax import CheckpointError, load_checkpoint  # noqa: E402
 from skipclick_jax import cli as cli_module  # noqa: E402
-from skipclick_jax.export import (  # noqa: E402
+from skipclick_jax.weights import (  # noqa: E402
     SafetensorsFile,
     export_checkpoint,
     load_weights,
     output_format,
-    safetensors_io,
     save_original_pth,
     save_skipclick_safetensors,
 )
-from skipclick_jax.export.tensors import TensorSource  # noqa: E402
+from skipclick_jax.weights import safetensors as safetensors_io  # noqa: E402
+from skipclick_jax.weights.mapping import TensorSource  # noqa: E402
 
 from .helpers import assert_same_params, original_state, variant_checkpoint  # noqa: E402
 
@@ -37,7 +37,7 @@ def small(tmp_path_factory):
 @pytest.fixture
 def cli(monkeypatch):
     """`skipclick …` with the export command registered (as skipclick_jax.cli will list it)."""
-    name = "skipclick_jax.export.command"
+    name = "skipclick_jax.weights.export"
     if name not in cli_module.COMMAND_MODULES:
         monkeypatch.setattr(cli_module, "COMMAND_MODULES", [*cli_module.COMMAND_MODULES, name])
     return cli_module.main
@@ -174,7 +174,7 @@ def test_failure_mid_write_leaves_nothing(small, tmp_path, monkeypatch):
         broken = [sources[0], *(TensorSource(s.name, s.shape, boom) for s in sources[1:])]
         return real_write(path, broken, metadata, **kw)
 
-    monkeypatch.setattr("skipclick_jax.export.formats.write_safetensors", fail_after_first)
+    monkeypatch.setattr("skipclick_jax.weights.safetensors.write_safetensors", fail_after_first)
     out = tmp_path / "model.safetensors"
     with pytest.raises(RuntimeError, match="device lost"):
         save_skipclick_safetensors(out, config, params)

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from skipclick_jax import SkipClick  # noqa: E402
-from skipclick_jax.export import save_original_pth  # noqa: E402
+from skipclick_jax.weights import save_original_pth  # noqa: E402
 from tests.parity import (  # noqa: E402
     assert_matches_reference,
     make_reference,

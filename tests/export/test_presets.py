@@ -8,14 +8,14 @@ import pytest
 pytest.importorskip("torch")
 
 from skipclick_jax import load_checkpoint, preset  # noqa: E402
-from skipclick_jax.export import (  # noqa: E402
+from skipclick_jax.model import init_params  # noqa: E402
+from skipclick_jax.weights import (  # noqa: E402
     SafetensorsFile,
     extractor_type,
     save_original_pth,
     save_skipclick_safetensors,
     unrecorded_fields,
 )
-from skipclick_jax.model import init_params  # noqa: E402
 
 from .helpers import assert_same_params, assert_same_state, original_state  # noqa: E402
 

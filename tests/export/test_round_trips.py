@@ -11,14 +11,14 @@ torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 from skipclick_jax import load_checkpoint  # noqa: E402
-from skipclick_jax.convert.skipclick_checkpoint import infer_config  # noqa: E402
-from skipclick_jax.export import (  # noqa: E402
+from skipclick_jax.model import init_params  # noqa: E402
+from skipclick_jax.weights import (  # noqa: E402
     SafetensorsFile,
     save_original_pth,
     save_skipclick_safetensors,
     unrecorded_fields,
 )
-from skipclick_jax.model import init_params  # noqa: E402
+from skipclick_jax.weights.records import infer_config  # noqa: E402
 from tests.parity import VARIANTS  # noqa: E402
 from tests.torch_reference import load_original_checkpoint  # noqa: E402
 

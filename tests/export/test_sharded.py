@@ -10,9 +10,9 @@ from jax.sharding import PartitionSpec as P
 pytest.importorskip("torch")
 
 from skipclick_jax import DinoV2Config, SkipClickConfig  # noqa: E402
-from skipclick_jax.export import save_dinov2_safetensors, save_original_pth, save_skipclick_safetensors  # noqa: E402
-from skipclick_jax.export import tensors as tensors_module  # noqa: E402
 from skipclick_jax.model import init_params  # noqa: E402
+from skipclick_jax.weights import mapping as tensors_module  # noqa: E402
+from skipclick_jax.weights import save_dinov2_safetensors, save_original_pth, save_skipclick_safetensors  # noqa: E402
 
 from .helpers import assert_same_state, original_state  # noqa: E402
 

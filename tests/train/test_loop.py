@@ -226,9 +226,9 @@ def test_resume_refuses_a_different_data_stream(tmp_path):
 
 
 def test_encoder_weights_are_loaded_and_checked(tmp_path):
-    from skipclick_jax.checkpoint import save_encoder
     from skipclick_jax.config import DinoV2Config
     from skipclick_jax.model import init_params
+    from skipclick_jax.weights import save_encoder
 
     pretrained = init_params(CONFIG.model, seed=7)["encoder"]
     save_encoder(tmp_path / "enc", CONFIG.model.encoder, pretrained)

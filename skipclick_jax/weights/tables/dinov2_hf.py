@@ -1,6 +1,6 @@
 """Hugging Face `Dinov2WithRegistersModel` / `Dinov2Model` key names ↔ the DINOv2 hub layout.
 
-A second, small table for the encoder only; the hub layout ↔ Flax step stays `convert.mapping`. Names
+A second, small table for the encoder only; the hub layout ↔ Flax step is `tables.dinov2`. Names
 follow transformers' `convert_dinov2_with_registers_to_hf.py` / `convert_dinov2_to_hf.py` (`create_rename_keys`,
 `read_in_q_k_v`, the SwiGLU `w12`/`w3` → `weights_in`/`weights_out` rename) and the module tree of
 `modeling_dinov2_with_registers.py` / `modeling_dinov2.py`. Every transform is exact: renames, and the hub's
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DinoV2Config
-from ..convert.torch_io import CheckpointError
+from ...config import DinoV2Config
+from ..errors import CheckpointError
+from ..mapping import TensorSource
 
 # Prefixes of HF checkpoints that wrap the base model (…ForImageClassification); the base model has none.
 HF_PREFIXES = ("dinov2_with_registers.", "dinov2.")
@@ -100,6 +102,22 @@ def layout_from_keys(state: Mapping[str, Any]) -> tuple[int, bool, str]:
     depth = len({int(m.group(1)) for k in state if (m := re.match(r"encoder\.layer\.(\d+)\.", k))})
     ffn = "swiglu" if "encoder.layer.0.mlp.weights_in.weight" in state else "mlp"
     return depth, "embeddings.register_tokens" in state, ffn
+
+
+def hf_sources(hub: list[TensorSource], config: DinoV2Config) -> list[TensorSource]:
+    """HF-named sources over hub-named ones; q/k/v slice the fused qkv (kept for the three slices)."""
+    by_name = {s.name: s for s in hub}
+    recent: OrderedDict[str, np.ndarray] = OrderedDict()  # the qkv weight and bias of the current block
+
+    def fetch(entry: HfEntry) -> np.ndarray:
+        if entry.hub_key not in recent:
+            recent[entry.hub_key] = by_name[entry.hub_key].fetch()
+            while len(recent) > 2:
+                recent.popitem(last=False)
+        return qkv_part(recent[entry.hub_key], entry.part)
+
+    return [TensorSource(e.hf_key, hf_shape(by_name[e.hub_key].shape, e.part), lambda e=e: fetch(e))
+            for e in entries_for(config)]
 
 
 def _problems(source: str, missing: list[str], unexpected: list[str], misshaped: list[str], why: str) -> str:
@@ -244,3 +262,10 @@ def same_architecture(a: DinoV2Config, b: DinoV2Config) -> bool:
     """Equal up to the runtime interpolation semantics (which HF configs cannot express)."""
     strip = dict(interpolate_antialias=True, interpolate_offset=0.0)
     return dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
+
+
+def resolve_hf_config(hf_config: dict[str, Any] | str | Path) -> tuple[dict[str, Any], str]:
+    """(config.json content, where it came from) for a path or an already-read dict."""
+    if isinstance(hf_config, dict):
+        return hf_config, "the Hugging Face config passed in"
+    return read_hf_config(hf_config), str(hf_config)
