@@ -11,7 +11,11 @@ import math
 import torch
 from torch import nn
 
+from .convstack import ChannelsFirstLayerNorm
 from .dinov2 import LayerScale
+
+# Buffers that are fixed constants of the architecture (DINOv3 RoPE periods, canonical k-bias mask): kept.
+_CONSTANT_BUFFERS = ("periods", "bias_mask")
 
 
 def _fan_in(module: nn.Module, weight: torch.Tensor) -> int:
@@ -28,9 +32,11 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 
     - Linear/ConvTranspose weights: N(0, 1/fan_in); Conv2d weights: N(0, 2/fan_in) (mostly followed by
       ReLU/GELU); the ``conv_seg`` classifier: N(0, 9/fan_in). All biases: 0.1·N(0, 1).
-    - LayerNorm/GroupNorm weights: 1 + 0.2·N(0, 1).
-    - LayerScale gammas: U(0.2, 1.2).
-    - Anything else (pos-embeds, cls/register/mask tokens, float buffers): 0.5·N(0, 1).
+    - LayerNorm/GroupNorm (also channels-first LayerNorm) weights: 1 + 0.2·N(0, 1).
+    - LayerScale gammas and the conv stack's ``layer_scale_1/2``: U(0.2, 1.2).
+    - Anything else (pos-embeds, cls/register/storage/mask tokens, float buffers): 0.5·N(0, 1), except the
+      DINOv3 buffers ``rope_embed.periods`` and ``attn.qkv.bias_mask``, which keep their (canonical) values.
+      The qkv biases are random like every bias, so their k part is non-zero and the k-bias mask matters.
     Returns ``model``.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -48,15 +54,15 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 continue
             if name == "bias":
                 normal(p, 0.1)
-            elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, ChannelsFirstLayerNorm)):
                 normal(p, 0.2, mean=1.0)
-            elif isinstance(module, LayerScale):
+            elif isinstance(module, LayerScale) or name.startswith("layer_scale_"):
                 p.copy_(0.2 + torch.rand(p.shape, generator=gen, dtype=torch.float32))
             elif isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                 normal(p, gain / math.sqrt(_fan_in(module, p)))
             else:
                 normal(p, 0.5)
-        for _, buf in module.named_buffers(recurse=False):
-            if buf.is_floating_point():
+        for name, buf in module.named_buffers(recurse=False):
+            if buf.is_floating_point() and name not in _CONSTANT_BUFFERS:
                 normal(buf, 0.5)
     return model

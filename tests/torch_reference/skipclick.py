@@ -1,8 +1,9 @@
 """SkipClick (isegm ``FeatureVitModel``) written from scratch in PyTorch, for parity tests.
 
-Module names reproduce the original state-dict keys (``patch_embed_coords``, ``feature_extractor.dinov2``,
-``backbone_mix``, ``neck``, ``head``, ``fuse``), so an original checkpoint's ``state_dict`` loads with
-``strict=True`` and vice versa.
+Module names reproduce the original state-dict keys (``patch_embed_coords``, ``feature_extractor.dinov2`` or
+``feature_extractor.dinov3``, ``backbone_mix``, ``neck``, ``head``, ``fuse``), so an original checkpoint's
+``state_dict`` loads with ``strict=True`` and vice versa. Covers the DINOv2 models, the DINOv3 ViT-B/16 model
+and the conv-modulation-stack variant (``use_conv_stack=True``) of isegm ``FeatureVitModel``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .convstack import ReferenceModulationStack
 from .dinov2 import Attention, Mlp, PatchEmbed, ReferenceDinoV2
+from .dinov3 import ReferenceDinoV3
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,6 +192,22 @@ class DinoV2Extractor(nn.Module):
             return [t.detach() for t in self.dinov2.forward_taps(image, self.taps)]
 
 
+class DinoV3Extractor(nn.Module):
+    """Frozen DINOv3 returning its patch-token taps passed through the final norm (``get_intermediate_layers``).
+
+    The module's train/eval flag reaches DINOv3 (train mode = random RoPE rescale per block, as the original).
+    """
+
+    def __init__(self, dinov3: ReferenceDinoV3, taps):
+        super().__init__()
+        self.dinov3 = dinov3
+        self.taps = tuple(taps)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [t.detach() for t in self.dinov3.forward_taps(image, self.taps)]
+
+
 class ReferenceSkipClick(nn.Module):
     """isegm ``FeatureVitModel`` (frozen DINOv2, fuse, click patch-embed, EncoderStack, SimpleFPN, head).
 
@@ -196,6 +215,12 @@ class ReferenceSkipClick(nn.Module):
     448 training size, upsample 'x1'). ``use_intermediate`` only matters through its length, as in the
     original: more than one entry -> concatenate all extractor taps and ``fuse``; one entry -> use the first
     tap (block ``taps[0]``), whatever the entry says (SPEC 1.15). The model starts in eval mode.
+
+    Backbone: ``dinov2`` (a :class:`ReferenceDinoV2`, its kwargs, or None for ViT-B/14-reg) or, instead,
+    ``dinov3`` (a :class:`ReferenceDinoV3` or its kwargs; stored as ``feature_extractor.dinov3``; normed taps).
+    The patch size of ``patch_embed_coords`` and of the token grid is the backbone's. ``use_conv_stack``
+    replaces the EncoderStack by the conv modulation stack (``fusion_depth`` blocks; no position embedding, so
+    ``fusion_heads``/``fusion_mlp_ratio`` are unused and any input size works without resizing).
     """
 
     def __init__(
@@ -214,12 +239,24 @@ class ReferenceSkipClick(nn.Module):
         dropout_ratio: float = 0.1,
         num_classes: int = 1,
         norm_radius: float = 5,
+        dinov3: ReferenceDinoV3 | dict | None = None,
+        use_conv_stack: bool = False,
     ):
         super().__init__()
-        if dinov2 is None:
-            dinov2 = ReferenceDinoV2()
-        elif isinstance(dinov2, dict):
-            dinov2 = ReferenceDinoV2(**dinov2)
+        if isinstance(dinov2, ReferenceDinoV3):
+            raise TypeError("pass a ReferenceDinoV3 as dinov3=, not dinov2=")
+        if dinov3 is not None:
+            if dinov2 is not None:
+                raise ValueError("give either dinov2 or dinov3, not both")
+            backbone = ReferenceDinoV3(**dinov3) if isinstance(dinov3, dict) else dinov3
+            extractor = DinoV3Extractor(backbone, taps)
+        else:
+            if dinov2 is None:
+                dinov2 = ReferenceDinoV2()
+            elif isinstance(dinov2, dict):
+                dinov2 = ReferenceDinoV2(**dinov2)
+            backbone = dinov2
+            extractor = DinoV2Extractor(dinov2, taps)
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         taps, use_intermediate, neck_out_dims = tuple(taps), list(use_intermediate), tuple(neck_out_dims)
         if not use_intermediate:
@@ -229,8 +266,10 @@ class ReferenceSkipClick(nn.Module):
             raise ValueError("a fused use_intermediate must have one entry per tap")
         if skip_connections and len(taps) != 4:
             raise ValueError("skip connections need exactly 4 taps (one per FPN branch)")
-        dim, patch = dinov2.embed_dim, dinov2.patch_size
+        dim, patch = backbone.embed_dim, backbone.patch_size
         self.patch_size = patch
+        self.backbone_kind = "dinov3" if dinov3 is not None else "dinov2"
+        self.use_conv_stack = use_conv_stack
         self.norm_radius = norm_radius
         self.skip_connections = skip_connections
         self.config = dict(
@@ -249,14 +288,19 @@ class ReferenceSkipClick(nn.Module):
             norm_radius=norm_radius,
             embed_dim=dim,
             patch_size=patch,
+            backbone=self.backbone_kind,
+            use_conv_stack=use_conv_stack,
         )
 
         # Registration order = the original's state-dict key order.
         self.patch_embed_coords = PatchEmbed(3, dim, patch)
-        self.feature_extractor = DinoV2Extractor(dinov2, taps)
-        self.backbone_mix = EncoderStack(
-            (img_size[0] // patch, img_size[1] // patch), dim, fusion_depth, fusion_heads, fusion_mlp_ratio
-        )
+        self.feature_extractor = extractor
+        if use_conv_stack:
+            self.backbone_mix = ReferenceModulationStack(dim, fusion_depth)
+        else:
+            self.backbone_mix = EncoderStack(
+                (img_size[0] // patch, img_size[1] // patch), dim, fusion_depth, fusion_heads, fusion_mlp_ratio
+            )
         self.neck = SimpleFPN(dim, neck_out_dims, skip_connections)
         self.head = SegHead(neck_out_dims, head_channels, upsample, dropout_ratio, num_classes)
         self.fuse = nn.Linear(dim * len(use_intermediate), dim) if len(use_intermediate) > 1 else None
@@ -276,15 +320,15 @@ class ReferenceSkipClick(nn.Module):
         return torch.cat([prev_mask, disks], dim=1)
 
     def _decode(self, taps: list[torch.Tensor], click_maps: torch.Tensor) -> dict:
-        """Everything after DINOv2, shared by the full forward and the per-click path."""
+        """Everything after the backbone, shared by the full forward and the per-click path."""
         h, w = click_maps.shape[-2:]
         gh, gw = h // self.patch_size, w // self.patch_size
         fused = self.fuse(torch.cat(taps, dim=2)) if self.fuse is not None else taps[0]
         mixed = fused + self.patch_embed_coords(click_maps)
         skips = list(taps)
         if self.fuse is None:
-            # Original quirk: EncoderStack adds the click tokens *in place* into its input, which for a single
-            # tap is the very tensor reused as skip 0, so down_4 sees tap0 + click tokens.
+            # Original quirk: EncoderStack (and the conv stack) add the click tokens *in place* into their input,
+            # which for a single tap is the very tensor reused as skip 0, so down_4 sees tap0 + click tokens.
             skips[0] = mixed
         enc = self.backbone_mix(mixed, gh, gw)
 
@@ -324,7 +368,7 @@ class ReferenceSkipClick(nn.Module):
         return self.intermediates(x4, points)["logits"]
 
     def set_image(self, image: torch.Tensor) -> None:
-        """Run DINOv2 once on an RGB batch in [0, 1] (B, 3, H, W); cache its taps for :meth:`apply_click`."""
+        """Run the backbone once on an RGB batch in [0, 1] (B, 3, H, W); cache its taps for :meth:`apply_click`."""
         self._cache = (tuple(image.shape[-2:]), self.feature_extractor(self.normalize(image)))
 
     def apply_click(self, prev_mask: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
