@@ -19,6 +19,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class DinoV2Config:
     """A DINOv2 ViT as built by `facebookresearch/dinov2` (hub variants, block_chunks=0)."""
 
+    family: Literal["dinov2"] = "dinov2"
     embed_dim: int = 768
     depth: int = 12
     num_heads: int = 12
@@ -68,11 +69,79 @@ class DinoV2Config:
 
 
 @dataclass(frozen=True)
-class SkipClickConfig:
-    """SkipClick: frozen DINOv2 taps → fuse → click tokens + fusion transformer → SimpleFPN → SegFormer head."""
+class DinoV3Config:
+    """A DINOv3 ViT as built by `facebookresearch/dinov3` (`dinov3/hub/backbones.py`).
 
-    encoder: DinoV2Config = field(default_factory=DinoV2Config)
-    # Raw block outputs tapped from the encoder (0-based block indices).
+    RoPE position encoding (no absolute table), 4 "storage" tokens after cls, LayerScale, LayerNorm eps 1e-5,
+    a qkv bias whose k part is masked by a stored `bias_mask`. The RoPE periods are a stored buffer (the
+    released files hold them rounded to bfloat16); `rope_rescale` is the train-mode coordinate rescaling
+    (log-uniform in [1/rope_rescale, rope_rescale], one factor per block call; 2 for every hub ViT).
+    """
+
+    family: Literal["dinov3"] = "dinov3"
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    ffn: Literal["mlp", "swiglu"] = "mlp"
+    ffn_ratio: float = 4.0
+    patch_size: int = 16
+    num_registers: int = 4  # DINOv3 calls them storage tokens
+    rope_base: float = 100.0
+    rope_rescale: float = 2.0
+    qkv_bias: bool = True
+    # ViT-L (SAT-493M) and ViT-7B carry a second cls norm (`local_cls_norm`, unused by the taps).
+    local_cls_norm: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        """FFN width: embed·ratio, for SwiGLU then 2/3 of it rounded up to a multiple of 8."""
+        hidden = int(self.embed_dim * self.ffn_ratio)
+        if self.ffn == "swiglu":
+            hidden = -(-int(hidden * 2 / 3) // 8) * 8
+        return hidden
+
+    @classmethod
+    def hub(cls, name: str) -> DinoV3Config:
+        """The configuration of a DINOv3 hub ViT, e.g. `dinov3_vitb16` or `dinov3_vith16plus`."""
+        sizes = {
+            "dinov3_vits16": dict(embed_dim=384, depth=12, num_heads=6),
+            "dinov3_vits16plus": dict(embed_dim=384, depth=12, num_heads=6, ffn="swiglu", ffn_ratio=6.0),
+            "dinov3_vitb16": dict(embed_dim=768, depth=12, num_heads=12),
+            "dinov3_vitl16": dict(embed_dim=1024, depth=24, num_heads=16),
+            "dinov3_vitl16plus": dict(embed_dim=1024, depth=24, num_heads=16, ffn="swiglu", ffn_ratio=6.0),
+            "dinov3_vith16plus": dict(embed_dim=1280, depth=32, num_heads=20, ffn="swiglu", ffn_ratio=6.0),
+        }
+        if name == "dinov3_vit7b16":
+            raise ValueError("dinov3_vit7b16 is not supported (128-wide heads, SwiGLU aligned to 64, no qkv bias); "
+                             "use one of " + ", ".join(sizes))
+        if name not in sizes:
+            raise ValueError(f"unknown DINOv3 hub model {name!r}; expected one of {', '.join(sizes)}")
+        return cls(**sizes[name])
+
+
+Encoder = DinoV2Config | DinoV3Config
+
+
+def encoder_from_dict(d: dict[str, Any]) -> Encoder:
+    """A `DinoV2Config` or `DinoV3Config` from its `dataclasses.asdict` form (no `family`: DINOv2)."""
+    d = dict(d)
+    family = d.pop("family", "dinov2")
+    if family not in ("dinov2", "dinov3"):
+        raise ValueError(f"unknown encoder family {family!r}")
+    return DinoV3Config(**d) if family == "dinov3" else DinoV2Config(**d)
+
+
+@dataclass(frozen=True)
+class SkipClickConfig:
+    """SkipClick: frozen encoder taps → fuse → click tokens + fusion stack → SimpleFPN → SegFormer head."""
+
+    # DINOv2 (taps = raw block outputs) or DINOv3 (taps = block outputs through the final LayerNorm).
+    encoder: Encoder = field(default_factory=DinoV2Config)
+    # Encoder blocks tapped (0-based block indices).
     taps: tuple[int, ...] = (2, 5, 8, 11)
     # True: concatenate all taps and fuse them with one linear layer ("+ intermediate features").
     # False: the original's single-tap configs use the *first* tap (block 2), not the last (SPEC 1.15).
@@ -82,6 +151,8 @@ class SkipClickConfig:
     train_encoder: bool = False
     # Training crop size; fixes the fusion transformer's learned pos-embed grid (448 / 14 = 32).
     image_size: int = 448
+    # "transformer": the original EncoderStack; "conv": the conv-modulation stack (`use_conv_stack=True`).
+    fusion_block: Literal["transformer", "conv"] = "transformer"
     fusion_depth: int = 4
     fusion_heads: int = 12
     fusion_mlp_ratio: float = 4.0
@@ -111,6 +182,8 @@ class SkipClickConfig:
             raise ValueError(f"image_size {self.image_size} is not a multiple of {enc.patch_size}")
         if enc.embed_dim % self.fusion_heads:
             raise ValueError("embed_dim must be divisible by fusion_heads")
+        if self.fusion_block not in ("transformer", "conv"):
+            raise ValueError(f"fusion_block must be 'transformer' or 'conv', got {self.fusion_block!r}")
 
     # --- derived sizes -------------------------------------------------------------------------
     @property
@@ -176,6 +249,19 @@ class SkipClickConfig:
         return cls(**{**base, **overrides})
 
     @classmethod
+    def skipclick_dinov3_vitb16_448(cls, **overrides: Any) -> SkipClickConfig:
+        """Repository config `featurevit_dinov3_base448_..._intermediate_skip`: SkipClick around DINOv3 ViT-B/16
+        (the README's "SkipClick (DINOv3)", its best released model)."""
+        base = dict(encoder=DinoV3Config.hub("dinov3_vitb16"), encoder_name="dinov3_vitb16")
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def convstack_vitb14_448(cls, **overrides: Any) -> SkipClickConfig:
+        """Repository config `featureconv_base448_..._intermediate_skip`: the conv-modulation stack instead of
+        the fusion transformer (DINOv2 backbone; no released weights)."""
+        return cls(**{"fusion_block": "conv", **overrides})
+
+    @classmethod
     def tiny(cls, **overrides: Any) -> SkipClickConfig:
         """A few-hundred-kilobyte model with every code path of the full one, for tests and examples."""
         base = dict(
@@ -190,6 +276,17 @@ class SkipClickConfig:
         )
         return cls(**{**base, **overrides})
 
+    @classmethod
+    def tiny_dinov3(cls, **overrides: Any) -> SkipClickConfig:
+        """`tiny` around a small DINOv3 encoder (patch 16: 7×7 tokens at 112 px)."""
+        encoder = DinoV3Config(embed_dim=48, depth=4, num_heads=4)
+        return cls.tiny(**{"encoder": encoder, "encoder_name": "tiny_dinov3", **overrides})
+
+    @classmethod
+    def tiny_convstack(cls, **overrides: Any) -> SkipClickConfig:
+        """`tiny` with the conv-modulation stack."""
+        return cls.tiny(**{"fusion_block": "conv", **overrides})
+
     # --- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,7 +298,7 @@ class SkipClickConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown SkipClickConfig fields: {sorted(unknown)}")
-        enc = DinoV2Config(**d.pop("encoder", {}))
+        enc = encoder_from_dict(d.pop("encoder", {}))
         tuples = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")}
         d = {k: tuple(v) if k in tuples else v for k, v in d.items()}
         return cls(encoder=enc, **d)
@@ -217,7 +314,11 @@ PRESETS: dict[str, Any] = {
     "skipclick_depth5_vitb14_448": lambda **kw: SkipClickConfig.skipclick_depth_vitb14_448(5, **kw),
     "skipclick_depth6_vitb14_448": lambda **kw: SkipClickConfig.skipclick_depth_vitb14_448(6, **kw),
     "intermediate_vitg14_448": SkipClickConfig.intermediate_vitg14_448,
+    "skipclick_dinov3_vitb16_448": SkipClickConfig.skipclick_dinov3_vitb16_448,
+    "convstack_vitb14_448": SkipClickConfig.convstack_vitb14_448,
     "tiny": SkipClickConfig.tiny,
+    "tiny_dinov3": SkipClickConfig.tiny_dinov3,
+    "tiny_convstack": SkipClickConfig.tiny_convstack,
 }
 
 

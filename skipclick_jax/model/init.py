@@ -8,7 +8,9 @@ in the original's terms:
   (kaiming-uniform with a = √5, i.e. U(±1/√fan_in), bias U(±1/√fan_in)); GroupNorm 1 / 0;
 - head ConvModules (`convs_k`, `fusion_conv`): kaiming-normal, fan_out, ReLU gain; bias 0;
 - DINOv2 (normally replaced by pretrained weights): timm ViT init — trunc-normal(0.02) Linear weights,
-  zero biases, pos-embed trunc-normal(0.02), cls and registers N(0, 1e-6), LayerScale 1.0 (hub value).
+  zero biases, pos-embed trunc-normal(0.02), cls and registers N(0, 1e-6), LayerScale 1.0 (hub value);
+  DINOv3 likewise, with its buffers at the released values (RoPE periods, k-bias mask);
+- conv-modulation stack: PyTorch's default convolutions, LayerNorm 1 / 0, layer scales 1e-6.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SkipClickConfig
+from .dinov3 import hub_periods
 from .skipclick import param_shapes
 
 
@@ -33,17 +36,25 @@ def _fans(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _draw(rng: np.random.Generator, path: tuple[str, ...], shape: tuple[int, ...],
-          kernel_shape: tuple[int, ...]) -> np.ndarray:
+          kernel_shape: tuple[int, ...], config: SkipClickConfig) -> np.ndarray:
     """One parameter; `kernel_shape` is the shape of the kernel beside it (for bias bounds)."""
     name, top, owner = path[-1], path[0], path[-2] if len(path) > 1 else ""
+    if name == "rope_periods":
+        return hub_periods(config.encoder)
+    if name == "bias_mask":
+        return np.concatenate([np.ones(shape[0] // 3), np.zeros(shape[0] // 3), np.ones(shape[0] // 3)])
+    if name in ("layer_scale_1", "layer_scale_2"):
+        return np.full(shape, 1e-6)
     if name in ("scale", "ls1", "ls2"):
         return np.ones(shape)
     if top == "encoder" and owner != "patch_embed":
-        if name in ("cls_token", "register_tokens"):
+        if name in ("cls_token", "register_tokens", "storage_tokens"):
             return rng.normal(0, 1e-6, shape)
         if name in ("pos_embed", "kernel"):
             return np.clip(rng.normal(0, 0.02, shape), -2, 2)  # trunc_normal_(std=.02, a=-2, b=2)
         return np.zeros(shape)  # biases, LayerNorm biases, mask token
+    if top == "fusion" and config.fusion_block == "conv":
+        return np.zeros(shape) if "norm" in owner else _pytorch_default(rng, path, shape, kernel_shape)
     if top == "fusion":
         if name == "pos_embed":
             return rng.normal(0, 0.02, shape)
@@ -57,7 +68,13 @@ def _draw(rng: np.random.Generator, path: tuple[str, ...], shape: tuple[int, ...
         return np.zeros(shape)
     if "norm" in owner:
         return np.zeros(shape)  # GroupNorm bias (its scale is handled above)
-    bound = 1.0 / np.sqrt(_fans(path, kernel_shape)[0])  # PyTorch's Linear / Conv default, bias included
+    return _pytorch_default(rng, path, shape, kernel_shape)
+
+
+def _pytorch_default(rng: np.random.Generator, path: tuple[str, ...], shape: tuple[int, ...],
+                     kernel_shape: tuple[int, ...]) -> np.ndarray:
+    """PyTorch's Linear / Conv default, bias included: U(±1/√fan_in)."""
+    bound = 1.0 / np.sqrt(_fans(path, kernel_shape)[0])
     return rng.uniform(-bound, bound, shape)
 
 
@@ -81,5 +98,5 @@ def init_params(config: SkipClickConfig, seed: int = 0) -> dict[str, Any]:
         for k in path[:-1]:
             node = node.setdefault(k, {})
         kernel_shape = flat.get((*path[:-1], "kernel"), shape)
-        node[path[-1]] = np.asarray(_draw(rng, path, shape, kernel_shape), np.float32)
+        node[path[-1]] = np.asarray(_draw(rng, path, shape, kernel_shape, config), np.float32)
     return out

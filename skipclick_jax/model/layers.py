@@ -20,9 +20,10 @@ def gelu(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=False)
 
 
-def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.LayerNorm:
+def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32, eps: float = 1e-6) -> nn.LayerNorm:
+    """PyTorch's LayerNorm (eps 1e-6 in DINOv2 and the fusion blocks, 1e-5 in DINOv3)."""
     # Two-pass variance: PyTorch computes E[(x - mean)²], not E[x²] - mean².
-    return nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=dtype, name=name)
+    return nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=dtype, name=name)
 
 
 def group_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.GroupNorm:
@@ -130,12 +131,16 @@ class Block(nn.Module):
 
 def patch_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Conv with kernel = stride = k and no padding, kernel (k, k, C_in, C_out): patches → one matmul.
+    An input side that is not a multiple of k loses its last partial patch, as in PyTorch.
 
     Gathering each patch contiguously first lets XLA:CPU run a single plain GEMM (faster than a
     strided einsum or `conv_general_dilated` here).
     """
-    b, h, w, c = x.shape
     k = kernel.shape[0]
+    b, h, w, c = x.shape
+    if h % k or w % k:  # like PyTorch's strided conv, a last partial patch row / column is dropped
+        h, w = h - h % k, w - w % k
+        x = x[:, :h, :w]
     patches = x.reshape(b, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, h // k, w // k, k * k * c)
     return patches @ kernel.reshape(k * k * c, -1)
 

@@ -13,9 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import SkipClickConfig
+from ..config import DinoV3Config, SkipClickConfig
 from .clicks import ClickOffsets, click_offsets, disk_maps
+from .convstack import ModulationStack
 from .dinov2 import DinoV2
+from .dinov3 import DinoV3
 from .fpn import SimpleFPN
 from .fusion import FusionTransformer
 from .head import SegHead
@@ -27,14 +29,14 @@ from .resize import resize_bilinear
 class ImageFeatures:
     """Everything the per-click decoder needs that depends only on the image (and the weights).
 
-    tokens:     (B, g, g, D) image tokens entering the fusion transformer (fused taps, or the single tap)
+    tokens:     (B, g, g, D) image tokens entering the fusion stack (fused taps, or the single tap)
     skip_terms: the image-only halves of the four FPN first layers (see `SimpleFPN.image_terms`), or None
-    pos_embed:  (1, g·g, D) fusion-transformer position embedding resized to this grid
+    pos_embed:  (1, g·g, D) fusion-transformer position embedding resized to this grid (None: conv stack)
     """
 
     tokens: jax.Array
     skip_terms: tuple[jax.Array, ...] | None
-    pos_embed: jax.Array
+    pos_embed: jax.Array | None
 
 
 def _check_float(name: str, x, ndim: int, channels: int) -> None:
@@ -55,13 +57,16 @@ class SkipClick(nn.Module):
 
     def setup(self) -> None:
         cfg, dt = self.config, self.dtype
-        self.encoder = DinoV2(cfg.encoder, dt, self.attention)
+        encoder = DinoV3 if isinstance(cfg.encoder, DinoV3Config) else DinoV2
+        self.encoder = encoder(cfg.encoder, dt, self.attention)
         if cfg.fuse_taps:
             self.fuse = nn.Dense(cfg.dim, dtype=dt)
         self.click_embed = PatchConv(cfg.dim, cfg.patch_size, dt)
-        self.fusion = FusionTransformer(
-            cfg.dim, cfg.fusion_depth, cfg.fusion_heads, cfg.fusion_mlp_ratio, cfg.fusion_grid, dt, self.attention
-        )
+        if cfg.fusion_block == "conv":
+            self.fusion = ModulationStack(cfg.dim, cfg.fusion_depth, cfg.fusion_mlp_ratio, dt)
+        else:
+            self.fusion = FusionTransformer(cfg.dim, cfg.fusion_depth, cfg.fusion_heads, cfg.fusion_mlp_ratio,
+                                            cfg.fusion_grid, dt, self.attention)
         self.neck = SimpleFPN(cfg.dim, cfg.neck_dims, cfg.skip_connections, dt)
         self.head = SegHead(cfg.head_channels, cfg.upsample, cfg.num_classes, cfg.head_dropout, dt)
 
@@ -71,14 +76,20 @@ class SkipClick(nn.Module):
         # The single-tap configs only read the first tap (block 2), so later blocks need not run.
         return cfg.taps if (cfg.fuse_taps or cfg.skip_connections) else cfg.taps[:1]
 
-    def taps(self, image: jax.Array) -> list[jax.Array]:
-        """Raw encoder block outputs (B, g, g, D) at `config.taps` (the four DINOv2 taps)."""
+    def taps(self, image: jax.Array, rope_scales: jax.Array | None = None) -> list[jax.Array]:
+        """Encoder outputs (B, g, g, D) at `config.taps`: DINOv2's raw block outputs, DINOv3's through its
+        final norm. `rope_scales` (DINOv3 only): the training-mode RoPE factors, one per encoder block."""
         _check_float("image", image, 4, 3)
         cfg = self.config
         mean = jnp.asarray(cfg.mean, jnp.float32)
         std = jnp.asarray(cfg.std, jnp.float32)
         x = (image.astype(jnp.float32) - mean) / std
-        taps = self.encoder(x, self._needed_taps())
+        if isinstance(cfg.encoder, DinoV3Config):
+            taps = self.encoder(x, self._needed_taps(), rope_scales)
+        elif rope_scales is not None:
+            raise ValueError("rope_scales apply to DINOv3 encoders only")
+        else:
+            taps = self.encoder(x, self._needed_taps())
         if not cfg.train_encoder:
             taps = [jax.lax.stop_gradient(t) for t in taps]
         return taps
@@ -93,7 +104,8 @@ class SkipClick(nn.Module):
         tokens = self.fuse(jnp.concatenate(taps, axis=-1)) if cfg.fuse_taps else taps[0]
         grid = tokens.shape[1:3]
         skip_terms = self.neck.image_terms(taps) if cfg.skip_connections else None
-        return ImageFeatures(tokens, skip_terms, self.fusion.position_embedding(grid))
+        pos_embed = self.fusion.position_embedding(grid) if cfg.fusion_block == "transformer" else None
+        return ImageFeatures(tokens, skip_terms, pos_embed)
 
     # --- per-click work -----------------------------------------------------------------------
     def decode(
@@ -124,7 +136,10 @@ class SkipClick(nn.Module):
         maps = jnp.concatenate([prev_mask.astype(jnp.float32), disk_maps(offsets, self.config.click_radius)], -1)
         x = features.tokens + self.click_embed(maps)
         b = x.shape[0]
-        x = self.fusion(x.reshape(b, gh * gw, -1), features.pos_embed).reshape(b, gh, gw, -1)
+        if self.config.fusion_block == "conv":
+            x = self.fusion(x)
+        else:
+            x = self.fusion(x.reshape(b, gh * gw, -1), features.pos_embed).reshape(b, gh, gw, -1)
         pyramid = self.neck(x, features.skip_terms)
         logits = self.head(pyramid, train=train).astype(jnp.float32)
         return resize_bilinear(logits, (h, w), align_corners=True)

@@ -15,16 +15,16 @@ export` commands (`convert`, `export`).
 from .convert import ConversionReport, convert_file
 from .errors import CheckpointError
 from .export import ExportReport, export_checkpoint, output_format
-from .hf_dir import read_hf_dinov2_dir, save_hf_dinov2_dir
+from .hf_dir import read_hf_dir, save_hf_dir
 from .load import Weights, load_checkpoint, load_encoder, load_weights
 from .orbax import read_config, save_encoder, save_params
-from .pth import read_dinov2_pth, read_pth, read_skipclick_pth, save_dinov2_pth, save_original_pth
+from .pth import read_encoder_pth, read_pth, read_skipclick_pth, save_encoder_pth, save_original_pth
 from .records import extractor_type, infer_config, original_record, unrecorded_fields
 from .safetensors import (
     SafetensorsFile,
-    read_dinov2_safetensors,
+    read_encoder_safetensors,
     read_skipclick_safetensors,
-    save_dinov2_safetensors,
+    save_encoder_safetensors,
     save_skipclick_safetensors,
     write_safetensors,
 )
@@ -32,8 +32,8 @@ from .safetensors import (
 __all__ = [
     "CheckpointError", "ConversionReport", "ExportReport", "SafetensorsFile", "Weights", "convert_file",
     "export_checkpoint", "extractor_type", "infer_config", "load_checkpoint", "load_encoder", "load_weights",
-    "original_record", "output_format", "read_config", "read_dinov2_pth", "read_dinov2_safetensors",
-    "read_hf_dinov2_dir", "read_pth", "read_skipclick_pth", "read_skipclick_safetensors", "save_dinov2_pth",
-    "save_dinov2_safetensors", "save_encoder", "save_hf_dinov2_dir", "save_original_pth", "save_params",
+    "original_record", "output_format", "read_config", "read_encoder_pth", "read_encoder_safetensors",
+    "read_hf_dir", "read_pth", "read_skipclick_pth", "read_skipclick_safetensors", "save_encoder_pth",
+    "save_encoder_safetensors", "save_encoder", "save_hf_dir", "save_original_pth", "save_params",
     "save_skipclick_safetensors", "unrecorded_fields", "write_safetensors",
 ]

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import Encoder, SkipClickConfig
 from .errors import CheckpointError
 from .orbax import save_encoder, save_params
-from .pth import dinov2_from_hub_state, read_pth, skipclick_from_state, state_dict_of
-from .tables.skipclick import ENCODER_PREFIX, UNUSED_BY_FORWARD
+from .pth import encoder_from_hub_state, read_pth, skipclick_from_state, state_dict_of
+from .tables.skipclick import UNUSED_BY_FORWARD, encoder_prefix
 
 
 @dataclass(frozen=True)
 class ConversionReport:
-    kind: str  # "skipclick" or "dinov2"
-    config: SkipClickConfig | DinoV2Config
+    kind: str  # "skipclick", "dinov2" or "dinov3"
+    config: SkipClickConfig | Encoder
     num_params: int
     out_dir: Path
 
@@ -54,19 +54,19 @@ def convert_file(
     src = Path(src)
     state, stored = state_dict_of(read_pth(src), src)
     meta = {"source": str(src.absolute())}
-    if any(k.startswith(ENCODER_PREFIX) for k in state):
+    if encoder_prefix(state) is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             config, params = skipclick_from_state(state, stored, src, config)
         save_params(out_dir, config, params, overwrite=overwrite, metadata=meta)
         kind = "skipclick"
-    elif "cls_token" in state and "pos_embed" in state:
-        config, params = dinov2_from_hub_state(state, src, encoder_name)
+    elif "cls_token" in state:
+        config, params = encoder_from_hub_state(state, src, encoder_name)
         save_encoder(out_dir, config, params, overwrite=overwrite, metadata=meta)
-        kind = "dinov2"
+        kind = config.family
     else:
         sample = ", ".join(list(state)[:5])
-        raise CheckpointError(f"{src}: neither a SkipClick nor a DINOv2 checkpoint (keys: {sample}, …)")
+        raise CheckpointError(f"{src}: neither a SkipClick nor a DINOv2 / DINOv3 checkpoint (keys: {sample}, …)")
     count = int(sum(np.size(v) for v in state.values()))
     return ConversionReport(kind, config, count, Path(out_dir))
 
@@ -74,11 +74,12 @@ def convert_file(
 def register(subparsers) -> None:
     """`skipclick convert SRC OUT [--overwrite] [--encoder NAME]`."""
     p = subparsers.add_parser("convert", help="original SkipClick / DINOv2 hub .pth → Orbax checkpoint + JSON config")
-    p.add_argument("src", help="SkipClick checkpoint ({'state_dict','config'}) or dinov2_vit*14*_pretrain.pth")
+    p.add_argument("src", help="SkipClick checkpoint ({'state_dict','config'}), or a DINOv2 / DINOv3 hub .pth "
+                              "(dinov2_vit*14*_pretrain.pth, dinov3_vit*16*_pretrain_*.pth)")
     p.add_argument("out", help="output directory (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--encoder", default=None,
-                   help="DINOv2 hub name (e.g. dinov2_vitb14_reg) when the file name does not say it")
+                   help="hub name (e.g. dinov2_vitb14_reg, dinov3_vitb16) when the file name does not say it")
     p.set_defaults(run=_run)
 
 

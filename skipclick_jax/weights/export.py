@@ -2,9 +2,11 @@
 
     skipclick export run/ckpt skipclick.pth                       original {'state_dict','config'} .pth
     skipclick export run/ckpt skipclick.safetensors               original key names, config in metadata
-    skipclick export run/ckpt dinov2.pth --dinov2-only            DINOv2 hub .pth (plain state dict)
-    skipclick export run/ckpt dinov2.safetensors --dinov2-only [--hf-names]
-    skipclick export run/ckpt hf_dir --dinov2-only --hf-names     HF directory (config.json + model.safetensors)
+    skipclick export run/ckpt dinov2.pth --encoder-only           the encoder as a hub .pth (plain state dict)
+    skipclick export run/ckpt dinov2.safetensors --encoder-only [--hf-names]
+    skipclick export run/ckpt hf_dir --encoder-only --hf-names    HF directory (config.json + model.safetensors)
+
+(`--dinov2-only` is the older name of `--encoder-only`; DINOv3 encoders export the same way.)
     skipclick export model.safetensors converted_dir              any source → Orbax directory
 
 The format follows OUT's suffix (.pth/.pt → pth, .safetensors → safetensors, none → Orbax directory, or a
@@ -21,13 +23,13 @@ from typing import Any
 
 import jax
 
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import Encoder, SkipClickConfig
 from .errors import CheckpointError
-from .hf_dir import save_hf_dinov2_dir
+from .hf_dir import save_hf_dir
 from .load import Weights, load_weights
 from .orbax import save_encoder, save_params
-from .pth import save_dinov2_pth, save_original_pth
-from .safetensors import save_dinov2_safetensors, save_skipclick_safetensors
+from .pth import save_encoder_pth, save_original_pth
+from .safetensors import save_encoder_safetensors, save_skipclick_safetensors
 
 FORMATS = ("pth", "safetensors", "orbax")
 _SUFFIXES = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors", "": "orbax"}
@@ -35,10 +37,10 @@ _SUFFIXES = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors", "": "or
 
 @dataclass(frozen=True)
 class ExportReport:
-    kind: str  # "skipclick" or "dinov2"
+    kind: str  # "skipclick", "dinov2" or "dinov3"
     fmt: str  # "pth", "safetensors", "orbax" or "hf"
     hf_names: bool
-    config: SkipClickConfig | DinoV2Config
+    config: SkipClickConfig | Encoder
     num_params: int
     out: Path
     sharded: bool
@@ -77,15 +79,16 @@ def write_weights(
     cfg, params, name = weights.config, weights.params, weights.encoder_name
     if weights.kind == "skipclick":
         if hf_names:
-            raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only")
+            raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only "
+                                  "(--encoder-only)")
         writer = {"pth": save_original_pth, "safetensors": save_skipclick_safetensors, "orbax": save_params}[fmt]
         writer(out, cfg, params, overwrite=overwrite)
     elif fmt == "pth":
-        save_dinov2_pth(out, cfg, params, overwrite=overwrite)
+        save_encoder_pth(out, cfg, params, overwrite=overwrite)
     elif fmt == "safetensors":
-        save_dinov2_safetensors(out, cfg, params, hf_names=hf_names, name=name, overwrite=overwrite)
+        save_encoder_safetensors(out, cfg, params, hf_names=hf_names, name=name, overwrite=overwrite)
     elif fmt == "hf":
-        save_hf_dinov2_dir(out, cfg, params, name=name, overwrite=overwrite)
+        save_hf_dir(out, cfg, params, name=name, overwrite=overwrite)
     else:
         save_encoder(out, cfg, params, overwrite=overwrite, metadata={"encoder_name": name} if name else None)
 
@@ -104,14 +107,17 @@ def export_checkpoint(
     """Load `src` (any format `load_weights` reads) and write it to `out` (see the module docstring)."""
     out_fmt = output_format(out, fmt, hf_names)
     if hf_names and not dinov2_only:
-        raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only")
+        raise CheckpointError("Hugging Face names exist for the DINOv2 encoder only; add --dinov2-only "
+                              "(--encoder-only)")
     if Path(out).exists() and not overwrite:  # fail before the (possibly long) load
         raise FileExistsError(f"{Path(out).absolute()} already exists (pass --overwrite to replace it)")
     weights = load_weights(src, hf_config=hf_config, encoder_name=encoder_name)
     if dinov2_only:
         weights = weights.encoder()
-    elif weights.kind == "dinov2":
-        raise CheckpointError(f"{src}: holds a DINOv2 encoder only; pass --dinov2-only to export it")
+    elif weights.kind != "skipclick":
+        family = {"dinov2": "DINOv2", "dinov3": "DINOv3"}[weights.kind]
+        raise CheckpointError(f"{src}: holds a {family} encoder only; pass --dinov2-only (--encoder-only) to "
+                              "export it")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         write_weights(weights, out, out_fmt, hf_names=hf_names, overwrite=overwrite)
@@ -131,10 +137,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("ckpt", help="checkpoint directory, original/hub .pth, .safetensors, or Hugging Face directory")
     p.add_argument("out", help="output file or directory (written atomically)")
-    p.add_argument("--dinov2-only", action="store_true", help="export only the DINOv2 encoder")
+    p.add_argument("--encoder-only", "--dinov2-only", dest="dinov2_only", action="store_true",
+                   help="export only the encoder (DINOv2 or DINOv3)")
     p.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from OUT's suffix)")
     p.add_argument("--hf-names", action="store_true",
-                   help="encoder in Hugging Face Dinov2WithRegisters key names (safetensors only)")
+                   help="encoder in Hugging Face key names (Dinov2WithRegisters / DINOv3ViT; safetensors only)")
     p.add_argument("--hf-config", default=None, help="config.json for Hugging Face weights without one beside them")
     p.add_argument("--encoder", default=None, help="DINOv2 hub name when a hub file's name does not say it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")

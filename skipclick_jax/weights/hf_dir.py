@@ -1,5 +1,6 @@
-"""Hugging Face model directories of the DINOv2 encoder: `config.json` + `model.safetensors` (or shards
-listed in `model.safetensors.index.json`), read and written. The key names are those of `tables.dinov2_hf`."""
+"""Hugging Face model directories of an encoder (DINOv2 or DINOv3): `config.json` + `model.safetensors` (or
+shards listed in `model.safetensors.index.json`), read and written. Key names: `tables.dinov2_hf`,
+`tables.dinov3_hf`."""
 
 from __future__ import annotations
 
@@ -10,21 +11,20 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_directory
-from ..config import DinoV2Config
-from .encoders import encoder_from_state
+from ..config import Encoder
+from .encoders import encoder_from_state, hf_module, hf_module_of_record, read_hf_config
 from .errors import CheckpointError
-from .safetensors import SafetensorsFile, save_dinov2_safetensors
-from .tables import dinov2_hf as hf
+from .safetensors import SafetensorsFile, save_encoder_safetensors
 
 
-def save_hf_dinov2_dir(
-    out_dir: str | Path, config: DinoV2Config, params: Any, *, name: str | None = None, overwrite: bool = False
+def save_hf_dir(
+    out_dir: str | Path, config: Encoder, params: Any, *, name: str | None = None, overwrite: bool = False
 ) -> Path:
     """A Hugging Face model directory (`config.json` + `model.safetensors`), loadable with
-    `Dinov2WithRegistersModel.from_pretrained(out_dir)` (or `Dinov2Model` without registers)."""
+    `Dinov2WithRegistersModel` / `Dinov2Model` / `DINOv3ViTModel.from_pretrained(out_dir)`."""
     with atomic_directory(out_dir, overwrite) as tmp:
-        save_dinov2_safetensors(tmp / "model.safetensors", config, params, hf_names=True, name=name)
-        (tmp / "config.json").write_text(json.dumps(hf.hf_config(config), indent=2) + "\n")
+        save_encoder_safetensors(tmp / "model.safetensors", config, params, hf_names=True, name=name)
+        (tmp / "config.json").write_text(json.dumps(hf_module(config).hf_config(config), indent=2) + "\n")
     return Path(out_dir)
 
 
@@ -52,11 +52,11 @@ def read_hf_state(directory: Path) -> dict[str, np.ndarray]:
                           f"(found: {found}); only safetensors weights are read")
 
 
-def read_hf_dinov2_dir(directory: str | Path) -> tuple[DinoV2Config, dict[str, Any]]:
-    """A Hugging Face DINOv2 download (`config.json` + `model.safetensors`) → (config, `DinoV2` params)."""
+def read_hf_dir(directory: str | Path) -> tuple[Encoder, dict[str, Any]]:
+    """A Hugging Face DINOv2 / DINOv3 download (`config.json` + `model.safetensors`) → (config, params)."""
     directory = Path(directory)
-    record = hf.read_hf_config(directory / "config.json")
-    config = hf.config_from_hf(record, str(directory / "config.json"))
+    source = str(directory / "config.json")
+    record = read_hf_config(source)
+    config = hf_module_of_record(record, source).config_from_hf(record, source)
     state = read_hf_state(directory)
-    return encoder_from_state(state, "dinov2-hf", directory, config=config,
-                              config_origin=str(directory / "config.json"), hf_record=record)
+    return encoder_from_state(state, "hf", directory, config=config, config_origin=source, hf_record=record)

@@ -3,12 +3,14 @@
 | source                                                   | kind      | reader                     |
 |----------------------------------------------------------|-----------|----------------------------|
 | directory written by `skipclick convert` / training       | skipclick | `orbax.read_params`        |
-| directory written by `save_encoder`                       | dinov2    | `orbax.read_encoder`       |
-| Hugging Face directory (config.json + model.safetensors)  | dinov2    | `hf_dir.read_hf_dinov2_dir` |
+| directory written by `save_encoder`                       | encoder   | `orbax.read_encoder`       |
+| Hugging Face directory (config.json + model.safetensors)  | encoder   | `hf_dir.read_hf_dir`       |
 | original SkipClick `.pth` (`{'state_dict', 'config'}`)    | skipclick | `pth.read_skipclick_pth`   |
-| DINOv2 hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`)     | dinov2    | `pth.read_dinov2_pth`      |
-| transformers `pytorch_model.bin` (HF names)               | dinov2    | `encoders.encoder_from_state` |
+| DINOv2 / DINOv3 hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …) | encoder | `pth.read_encoder_pth` |
+| transformers `pytorch_model.bin` (HF names)               | encoder   | `encoders.encoder_from_state` |
 | `.safetensors`: original key names / hub / HF names       | either    | `safetensors.read_*`       |
+
+Encoders are DINOv2 or DINOv3 (`DinoV2Config` / `DinoV3Config`), told apart by their keys.
 """
 
 from __future__ import annotations
@@ -20,15 +22,14 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import Encoder, SkipClickConfig
 from . import orbax
-from .encoders import encoder_from_state
+from .encoders import encoder_from_state, hf_family_of_keys, hf_module_of_record, resolve_hf_config
 from .errors import CheckpointError
-from .hf_dir import read_hf_dinov2_dir
-from .pth import dinov2_from_hub_state, read_pth, read_skipclick_pth, skipclick_from_state, state_dict_of
-from .safetensors import SafetensorsFile, file_kind, read_dinov2_safetensors, read_skipclick_safetensors
-from .tables import dinov2_hf as hf
-from .tables.skipclick import ENCODER_PREFIX
+from .hf_dir import read_hf_dir
+from .pth import encoder_from_hub_state, read_pth, read_skipclick_pth, skipclick_from_state, state_dict_of
+from .safetensors import SafetensorsFile, file_kind, read_encoder_safetensors, read_skipclick_safetensors
+from .tables.skipclick import encoder_prefix
 
 PTH_SUFFIXES = (".pth", ".pt", ".bin")
 
@@ -37,39 +38,40 @@ PTH_SUFFIXES = (".pth", ".pt", ".bin")
 class Weights:
     """Loaded parameters: a full SkipClick model or a DINOv2 encoder."""
 
-    kind: Literal["skipclick", "dinov2"]
-    config: SkipClickConfig | DinoV2Config
+    kind: Literal["skipclick", "dinov2", "dinov3"]  # a full model, or an encoder of that family
+    config: SkipClickConfig | Encoder
     params: Any
     encoder_name: str | None = None
 
     def encoder(self) -> Weights:
-        """The DINOv2 encoder part (itself for an encoder)."""
-        if self.kind == "dinov2":
+        """The encoder part (itself for an encoder)."""
+        if self.kind != "skipclick":
             return self
         assert isinstance(self.config, SkipClickConfig)
-        return Weights("dinov2", self.config.encoder, self.params["encoder"], self.config.encoder_name)
+        return Weights(self.config.encoder.family, self.config.encoder, self.params["encoder"],
+                       self.config.encoder_name)
 
 
 def _pth(path: Path, hf_config: Any, encoder_name: str | None) -> Weights:
     state, stored = state_dict_of(read_pth(path), path)
-    if any(k.startswith(ENCODER_PREFIX) for k in state):
+    if encoder_prefix(state) is not None:
         config, params = skipclick_from_state(state, stored, path)
         return Weights("skipclick", config, params)
-    if hf.is_hf_layout(state):  # e.g. a transformers pytorch_model.bin
+    if hf_family_of_keys(state) is not None:  # e.g. a transformers pytorch_model.bin
         record, origin = None, None
         if hf_config is None and (path.parent / "config.json").is_file():
             hf_config = path.parent / "config.json"
         if hf_config is not None:
-            record, origin = hf.resolve_hf_config(hf_config)
-        config = hf.config_from_hf(record, str(origin)) if record is not None else None
-        config, params = encoder_from_state(state, "dinov2-hf", path, config=config, config_origin=origin,
+            record, origin = resolve_hf_config(hf_config)
+        config = hf_module_of_record(record, origin).config_from_hf(record, origin) if record is not None else None
+        config, params = encoder_from_state(state, "hf", path, config=config, config_origin=origin,
                                             hf_record=record, name=encoder_name)
-        return Weights("dinov2", config, params, encoder_name)
-    if "cls_token" in state and "pos_embed" in state:
-        config, params = dinov2_from_hub_state(state, path, encoder_name)
-        return Weights("dinov2", config, params, encoder_name)
+        return Weights(config.family, config, params, encoder_name)
+    if "cls_token" in state:
+        config, params = encoder_from_hub_state(state, path, encoder_name)
+        return Weights(config.family, config, params, encoder_name)
     sample = ", ".join(list(state)[:5])
-    raise CheckpointError(f"{path}: neither a SkipClick nor a DINOv2 checkpoint (keys: {sample}, …)")
+    raise CheckpointError(f"{path}: neither a SkipClick nor an encoder checkpoint (keys: {sample}, …)")
 
 
 def _directory(path: Path) -> Weights:
@@ -82,12 +84,12 @@ def _directory(path: Path) -> Weights:
         return Weights("skipclick", config, params)
     if fmt == orbax.ENCODER_FORMAT:
         config, params = orbax.read_encoder(path)
-        return Weights("dinov2", config, params, record.get("encoder_name"))
+        return Weights(config.family, config, params, record.get("encoder_name"))
     if "model_type" in record:
-        config, params = read_hf_dinov2_dir(path)
-        return Weights("dinov2", config, params)
+        config, params = read_hf_dir(path)
+        return Weights(config.family, config, params)
     raise CheckpointError(f"{path / 'config.json'}: unknown directory format {fmt!r} (expected a skipclick-jax "
-                          "checkpoint, a skipclick-jax encoder or a Hugging Face DINOv2 model)")
+                          "checkpoint, a skipclick-jax encoder or a Hugging Face DINOv2 / DINOv3 model)")
 
 
 def load_weights(
@@ -113,8 +115,8 @@ def load_weights(
             weights = Weights("skipclick", config, params)
         else:
             name = encoder_name or f.metadata.get("encoder_name")
-            config, params = read_dinov2_safetensors(path, hf_config=hf_config, name=name)
-            weights = Weights("dinov2", config, params, name)
+            config, params = read_encoder_safetensors(path, hf_config=hf_config, name=name)
+            weights = Weights(config.family, config, params, name)
     elif path.suffix in PTH_SUFFIXES:
         weights = _pth(path, hf_config, encoder_name)
     else:
@@ -125,15 +127,16 @@ def load_weights(
 
 def load_encoder(
     path: str | Path, name: str | None = None, *, hf_config: dict[str, Any] | str | Path | None = None
-) -> tuple[DinoV2Config, Any]:
-    """DINOv2 encoder weights from any download or checkpoint → `(DinoV2Config, params)`, e.g. to train from.
+) -> tuple[Encoder, Any]:
+    """Encoder weights (DINOv2 or DINOv3) from any download or checkpoint → `(config, params)`, e.g. to train
+    from.
 
-    Accepts a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, …), hub- or Hugging-Face-named `.safetensors`,
-    a Hugging Face model directory, a `save_encoder` directory, or a full SkipClick checkpoint (its encoder).
-    `name` is the hub name (e.g. `dinov2_vitb14_reg`) when the file name does not say it.
+    Accepts a hub `.pth` (`dinov2_vitb14_reg4_pretrain.pth`, `dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth`, …),
+    hub- or Hugging-Face-named `.safetensors`, a Hugging Face model directory, a `save_encoder` directory, or a
+    full SkipClick checkpoint (its encoder). `name` is the hub name (e.g. `dinov2_vitb14_reg`) when the file
+    name does not say it.
     """
     weights = load_weights(path, hf_config=hf_config, encoder_name=name).encoder()
-    assert isinstance(weights.config, DinoV2Config)
     return weights.config, weights.params
 
 

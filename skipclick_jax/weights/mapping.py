@@ -18,10 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import DinoV3Config, Encoder, SkipClickConfig
 from .errors import CheckpointError
 from .tables import Entry
-from .tables.dinov2 import dinov2_entries
+from .tables.encoders import encoder_entries
 from .tables.skipclick import skipclick_entries
 
 
@@ -34,11 +34,12 @@ def skipclick_shapes(config: SkipClickConfig) -> dict:
 
 
 @functools.cache
-def dinov2_shapes(config: DinoV2Config) -> dict:
-    """The `DinoV2` encoder's parameter tree as ShapeDtypeStructs (cached)."""
-    from ..model.dinov2 import encoder_param_shapes
+def encoder_shapes(config: Encoder) -> dict:
+    """The `DinoV2` / `DinoV3` encoder's parameter tree as ShapeDtypeStructs (cached)."""
+    from ..model import dinov2, dinov3
 
-    return encoder_param_shapes(config)
+    family = dinov3 if isinstance(config, DinoV3Config) else dinov2
+    return family.encoder_param_shapes(config)
 
 
 def _format_problems(source: str, missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
@@ -193,6 +194,6 @@ def skipclick_params(state: Mapping[str, np.ndarray], config: SkipClickConfig, s
     return torch_to_flax(state, skipclick_entries(config), skipclick_shapes(config), source)
 
 
-def dinov2_params(state: Mapping[str, np.ndarray], config: DinoV2Config, source: str | Path) -> dict[str, Any]:
-    """A DINOv2 hub state dict → the `DinoV2` parameters of `config` (strict)."""
-    return torch_to_flax(state, dinov2_entries(config), dinov2_shapes(config), source)
+def encoder_params(state: Mapping[str, np.ndarray], config: Encoder, source: str | Path) -> dict[str, Any]:
+    """A DINOv2 / DINOv3 hub state dict → the encoder parameters of `config` (strict)."""
+    return torch_to_flax(state, encoder_entries(config), encoder_shapes(config), source)

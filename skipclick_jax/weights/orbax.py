@@ -5,7 +5,7 @@ Layout of a converted / exported / trained directory::
     <dir>/config.json     {"format": "skipclick-jax", "version": 1, "config": {...SkipClickConfig...}, ...}
     <dir>/params/         Orbax StandardCheckpointer tree of float32 parameters
 
-Encoder directories (`save_encoder`) have format "skipclick-jax-encoder" and a `DinoV2Config`.
+Encoder directories (`save_encoder`) have format "skipclick-jax-encoder" and a `DinoV2Config` / `DinoV3Config`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..atomic import atomic_directory
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import Encoder, SkipClickConfig, encoder_from_dict
 from .errors import CheckpointError
-from .mapping import dinov2_shapes, skipclick_shapes
+from .mapping import encoder_shapes, skipclick_shapes
 
 FORMAT = "skipclick-jax"
 ENCODER_FORMAT = "skipclick-jax-encoder"
@@ -60,10 +60,10 @@ def save_params(
 
 
 def save_encoder(
-    out_dir: str | Path, config: DinoV2Config, params: Any, *, overwrite: bool = False,
+    out_dir: str | Path, config: Encoder, params: Any, *, overwrite: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write DINOv2 encoder parameters (e.g. converted hub weights) like `save_params`."""
+    """Write encoder parameters (e.g. converted hub weights) like `save_params`."""
     record = {"format": ENCODER_FORMAT, "version": VERSION, "config": dataclasses.asdict(config), **(metadata or {})}
     return _write(out_dir, record, params, overwrite)
 
@@ -114,8 +114,8 @@ def read_params(directory: str | Path, config: SkipClickConfig | None = None) ->
     return config, jax.tree.map(jnp.asarray, _restore(directory, skipclick_shapes(config)))
 
 
-def read_encoder(directory: str | Path) -> tuple[DinoV2Config, Any]:
-    """A `save_encoder` directory → (encoder config, `DinoV2` parameters)."""
+def read_encoder(directory: str | Path) -> tuple[Encoder, Any]:
+    """A `save_encoder` directory → (encoder config, encoder parameters)."""
     directory = Path(directory)
-    config = DinoV2Config(**_read_record(directory, ENCODER_FORMAT)["config"])
-    return config, _restore(directory, dinov2_shapes(config))
+    config = encoder_from_dict(_read_record(directory, ENCODER_FORMAT)["config"])
+    return config, _restore(directory, encoder_shapes(config))

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_file, check_writable
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import Encoder, SkipClickConfig
 from .errors import CheckpointError
-from .mapping import dinov2_params, dinov2_shapes, flax_to_torch, skipclick_params, skipclick_shapes, torch_sources
-from .records import hub_name_from_filename, infer_config, infer_encoder_config, original_record, unrecorded_fields
-from .tables.dinov2 import dinov2_entries
-from .tables.skipclick import ENCODER_PREFIX, skipclick_entries
+from .mapping import encoder_params, encoder_shapes, flax_to_torch, skipclick_params, skipclick_shapes, torch_sources
+from .records import hub_name_from_filename, infer_config, infer_encoder, original_record, unrecorded_fields
+from .tables.encoders import encoder_entries
+from .tables.skipclick import encoder_prefix, skipclick_entries
 
 LOSS_MODULE = "isegm.model.modeling.transformer_helper.cross_entropy_loss"
 _pickle_lock = threading.Lock()
@@ -174,10 +174,11 @@ def read_skipclick_pth(
 def skipclick_from_state(state: dict[str, np.ndarray], stored: Any, path: str | Path,
                          config: SkipClickConfig | None = None) -> tuple[SkipClickConfig, dict[str, Any]]:
     """An original state dict and its stored config record (or None) → (config, params)."""
-    if not any(k.startswith(ENCODER_PREFIX) for k in state):
+    if encoder_prefix(state) is None:
         raise CheckpointError(
-            f"{path}: no '{ENCODER_PREFIX}*' keys — not a SkipClick checkpoint"
-            + (" (it looks like a DINOv2 hub checkpoint; use it as an encoder)" if "cls_token" in state else "")
+            f"{path}: no 'feature_extractor.dinov2.*' or 'feature_extractor.dinov3.*' keys — not a SkipClick "
+            "checkpoint" + (" (it looks like an encoder hub checkpoint; use it as an encoder)"
+                            if "cls_token" in state else "")
         )
     if config is None:
         if stored is None:
@@ -186,23 +187,23 @@ def skipclick_from_state(state: dict[str, np.ndarray], stored: Any, path: str | 
     return config, skipclick_params(state, config, path)
 
 
-def read_dinov2_pth(path: str | Path, name: str | None = None) -> tuple[DinoV2Config, dict[str, Any]]:
-    """Read a DINOv2 hub checkpoint: (encoder config, `DinoV2` params as numpy arrays).
+def read_encoder_pth(path: str | Path, name: str | None = None) -> tuple[Encoder, dict[str, Any]]:
+    """Read a DINOv2 or DINOv3 hub checkpoint: (encoder config, encoder params as numpy arrays).
 
-    The hyper-parameters come from `name` (e.g. `dinov2_vitb14_reg`), else from the file name, and are
-    checked against the tensor shapes; a renamed file of unknown size is read off the shapes.
+    The hyper-parameters come from `name` (e.g. `dinov2_vitb14_reg`, `dinov3_vitb16`), else from the file
+    name, and are checked against the tensor shapes; a renamed file of unknown size is read off the shapes.
     """
     state, _ = state_dict_of(read_pth(path), path)
-    return dinov2_from_hub_state(state, path, name)
+    return encoder_from_hub_state(state, path, name)
 
 
-def dinov2_from_hub_state(state: dict[str, np.ndarray], path: str | Path, name: str | None = None
-                          ) -> tuple[DinoV2Config, dict[str, Any]]:
-    """A hub-named DINOv2 state dict → (config, params); see `read_dinov2_pth`."""
+def encoder_from_hub_state(state: dict[str, np.ndarray], path: str | Path, name: str | None = None
+                           ) -> tuple[Encoder, dict[str, Any]]:
+    """A hub-named encoder state dict → (config, params); see `read_encoder_pth`."""
     if any(k.startswith("feature_extractor.") for k in state):
-        raise CheckpointError(f"{path}: this is a SkipClick checkpoint, not a DINOv2 hub checkpoint")
-    config = infer_encoder_config(state, "", name or hub_name_from_filename(path), Path(path))
-    return config, dinov2_params(state, config, path)
+        raise CheckpointError(f"{path}: this is a SkipClick checkpoint, not an encoder hub checkpoint")
+    config = infer_encoder(state, "", name or hub_name_from_filename(path), Path(path))
+    return config, encoder_params(state, config, path)
 
 
 # --- writers -------------------------------------------------------------------------------------------------
@@ -293,12 +294,12 @@ def save_original_pth(
     return Path(path)
 
 
-def save_dinov2_pth(path: str | Path, config: DinoV2Config, params: Any, *, overwrite: bool = False) -> Path:
-    """Write DINOv2 encoder parameters as a hub checkpoint (a plain state dict, like
-    `dinov2_vitb14_reg4_pretrain.pth`), atomically."""
+def save_encoder_pth(path: str | Path, config: Encoder, params: Any, *, overwrite: bool = False) -> Path:
+    """Write encoder parameters as a hub checkpoint (a plain state dict, like `dinov2_vitb14_reg4_pretrain.pth`
+    or `dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth`, buffers included), atomically."""
     check_writable(path, overwrite)
-    entries = dinov2_entries(config)
-    torch_sources(params, entries, dinov2_shapes(config))
+    entries = encoder_entries(config)
+    torch_sources(params, entries, encoder_shapes(config))
     state = _to_torch_state(flax_to_torch(params, entries))
     with atomic_file(path, overwrite) as (_, f):
         require_torch().save(state, f)

@@ -26,22 +26,88 @@ from typing import Any
 
 import numpy as np
 
-from ..config import IMAGENET_MEAN, IMAGENET_STD, DinoV2Config, SkipClickConfig
+from ..config import IMAGENET_MEAN, IMAGENET_STD, DinoV2Config, DinoV3Config, Encoder, SkipClickConfig
 from .errors import CheckpointError
 from .mapping import skipclick_shapes, torch_sources
-from .tables.skipclick import ENCODER_PREFIX, skipclick_entries
+from .tables.skipclick import ENCODER_PREFIXES, encoder_prefix, skipclick_entries
 
 MODEL_CLASS = "isegm.model.is_featurevit_model.FeatureVitModel"
 HUB_NAMES = tuple(f"dinov2_vit{s}14{r}" for s in "sblg" for r in ("_reg", ""))
+DINOV3_HUB_NAMES = tuple(f"dinov3_vit{s}" for s in ("s16", "s16plus", "b16", "l16", "l16plus", "h16plus"))
+# What an exported DINOv3 record names as the DINOv3 checkout and weights the original builds the encoder
+# from (it cannot build the model without both on disk; the weights themselves are all in the state dict).
+DINOV3_REPO_PATH = "dinov3"
+DINOV3_WEIGHT_FILES = {"dinov3_vitb16": "dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth"}
 ORIGINAL_TAPS = (2, 5, 8, 11)  # DinoV2Extractor's fixed extraction_blocks
 
 
 def hub_name_from_filename(path: str | Path) -> str | None:
-    """`dinov2_vitb14_reg4_pretrain.pth` → `dinov2_vitb14_reg`; None if the name is not a hub file name."""
-    m = re.match(r"(dinov2_vit[sblg]14)(_reg4?)?(_pretrain)?\.pth$", Path(path).name)
-    if not m:
-        return None
-    return m.group(1) + ("_reg" if m.group(2) else "")
+    """The hub model of a hub weight file name: `dinov2_vitb14_reg4_pretrain.pth` → `dinov2_vitb14_reg`,
+    `dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth` → `dinov3_vitb16`; None for other names."""
+    name = Path(path).name
+    if m := re.match(r"(dinov2_vit[sblg]14)(_reg4?)?(_pretrain)?\.pth$", name):
+        return m.group(1) + ("_reg" if m.group(2) else "")
+    if m := re.match(r"(dinov3_vit(?:s16plus|s16|b16|l16plus|l16|h16plus|7b16))(_pretrain_[a-z0-9]+)?(-[0-9a-f]{8})?"
+                     r"\.pth$", name):
+        return m.group(1)
+    return None
+
+
+def encoder_family(state: dict[str, Any], prefix: str = "") -> str:
+    """'dinov3' when the state dict has DINOv3's storage tokens / RoPE periods, else 'dinov2'."""
+    return "dinov3" if f"{prefix}storage_tokens" in state or f"{prefix}rope_embed.periods" in state else "dinov2"
+
+
+def infer_encoder(state: dict[str, np.ndarray], prefix: str, name: str | None, path: Path,
+                  family: str | None = None) -> Encoder:
+    """The encoder configuration of a state dict: DINOv2 or DINOv3, as its keys say (or `family` demands)."""
+    found = encoder_family(state, prefix)
+    named = None if name is None else "dinov3" if name.startswith("dinov3") else "dinov2"
+    expected = family or named
+    if expected is not None and expected != found:
+        shown = {"dinov2": "DINOv2", "dinov3": "DINOv3"}
+        raise CheckpointError(f"{path}: holds a {shown[found]} encoder, but a {shown[expected]} one is expected"
+                              + (f" ({name})" if name else ""))
+    if found == "dinov3":
+        return infer_dinov3_config(state, prefix, name, path)
+    return infer_encoder_config(state, prefix, name, path)
+
+
+def infer_dinov3_config(state: dict[str, np.ndarray], prefix: str, name: str | None, path: Path) -> DinoV3Config:
+    """DINOv3 hyper-parameters from a hub name, cross-checked against (or, unnamed, read off) the shapes."""
+    try:
+        d = state[f"{prefix}cls_token"].shape[-1]
+        registers = state[f"{prefix}storage_tokens"].shape[1]
+        patch = state[f"{prefix}patch_embed.proj.weight"].shape[-1]
+        head_dim = 4 * state[f"{prefix}rope_embed.periods"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"{path}: not a DINOv3 encoder layout (missing {e.args[0]})") from None
+    depth = len({int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"blocks\.(\d+)\.", k))})
+    ffn = "swiglu" if f"{prefix}blocks.0.mlp.w1.weight" in state else "mlp"
+    hidden = state[f"{prefix}blocks.0.mlp.{'w1' if ffn == 'swiglu' else 'fc1'}.weight"].shape[0] if depth else 0
+    found = dict(embed_dim=d, depth=depth, num_heads=d // head_dim, num_registers=registers, ffn=ffn,
+                 patch_size=patch, qkv_bias=f"{prefix}blocks.0.attn.qkv.bias" in state,
+                 local_cls_norm=f"{prefix}local_cls_norm.weight" in state)
+    config = None
+    if name == "dinov3_vit7b16":
+        raise CheckpointError(f"{path}: dinov3_vit7b16 is not supported (128-wide heads, SwiGLU aligned to 64, "
+                              "no qkv bias)")
+    if name in DINOV3_HUB_NAMES:
+        config = DinoV3Config.hub(name)
+    elif name is not None:
+        warnings.warn(f"{path}: encoder {name!r} is not a DINOv3 hub model; reading its size off the weights",
+                      stacklevel=3)
+    if config is not None:
+        expected = {k: getattr(config, k) for k in found}
+        if expected != found or config.hidden_dim != hidden:
+            diff = {k: (expected[k], found[k]) for k in found if expected[k] != found[k]}
+            raise CheckpointError(f"{path}: weights do not match {name} (expected, found): {diff}")
+        return config
+    ratio = hidden / d if ffn == "mlp" else 6.0  # the hub's SwiGLU models all use ratio 6
+    config = DinoV3Config(**found, ffn_ratio=ratio)
+    if config.hidden_dim != hidden:
+        raise CheckpointError(f"{path}: cannot infer the FFN ratio of a {hidden}-wide SwiGLU; name the configuration")
+    return config
 
 
 def _stored_params(config: Any, path: Path) -> dict[str, Any]:
@@ -102,25 +168,36 @@ def infer_config(state: dict[str, np.ndarray], stored: Any, path: str | Path) ->
     """The `SkipClickConfig` of an original checkpoint (stored constructor arguments + shapes)."""
     path = Path(path)
     p = _stored_params(stored, path)
-    extractor = p.get("extractor_type", "dinov2_vitb14_reg")
-    _require(not str(extractor).startswith("dinov3"), path, f"extractor {extractor} (DINOv3 / RoPE) is not ported")
-    _require(not p.get("use_conv_stack", False), path, "use_conv_stack=True (conv modulation stack)")
+    prefix = encoder_prefix(state)
+    if prefix is None:
+        raise CheckpointError(f"{path}: no 'feature_extractor.dinov2.*' or 'feature_extractor.dinov3.*' keys")
+    default = "dinov3_vitb16" if prefix == ENCODER_PREFIXES["dinov3"] else "dinov2_vitb14_reg"
+    extractor = str(p.get("extractor_type", default))
+    conv = bool(p.get("use_conv_stack", False))
     _require(p.get("use_disks", True), path, "use_disks=False (tanh distance maps)")
     _require(p.get("with_prev_mask", True), path, "with_prev_mask=False")
     _require(not p.get("use_rgb_conv", False), path, "use_rgb_conv=True (RITM maps transform)")
     _require(not p.get("with_aux_output", False), path, "with_aux_output=True")
 
-    encoder = infer_encoder_config(state, ENCODER_PREFIX, extractor if stored is not None else None, path)
+    family = "dinov3" if extractor.startswith("dinov3") else "dinov2"
+    encoder = infer_encoder(state, prefix, extractor if stored is not None else None, path, family)
     d = encoder.embed_dim
     backbone = p.get("backbone_params") or {}
     neck = p.get("neck_params") or {}
     head = p.get("head_params") or {}
     _require(backbone.get("primitive_stack", True), path, "primitive_stack=False (windowed fusion blocks)")
     _require(backbone.get("qkv_bias", True), path, "qkv_bias=False")
+    click_patch = state["patch_embed_coords.proj.weight"].shape[-1] if "patch_embed_coords.proj.weight" in state \
+        else encoder.patch_size
+    _require(click_patch == encoder.patch_size, path,
+             f"click patch embedding of {click_patch} px for an encoder of {encoder.patch_size} px patches")
 
     fusion_depth = len({k.split(".")[2] for k in state if k.startswith("backbone_mix.blocks.")})
     pos_tokens = state["backbone_mix.pos_embed"].shape[1] if "backbone_mix.pos_embed" in state else 0
-    img = backbone.get("img_size", (math.isqrt(pos_tokens) * encoder.patch_size,) * 2)
+    if conv or not pos_tokens:  # the conv stack has no position table: the size comes from the record
+        img = backbone.get("img_size", (448, 448))
+    else:
+        img = backbone.get("img_size", (math.isqrt(pos_tokens) * encoder.patch_size,) * 2)
     img = tuple(img) if isinstance(img, (list, tuple)) else (img, img)
     _require(img[0] == img[1], path, f"non-square training size {img}")
     fc1 = state.get("backbone_mix.blocks.0.mlp.fc1.weight")
@@ -145,6 +222,7 @@ def infer_config(state: dict[str, np.ndarray], stored: Any, path: str | Path) ->
         skip_connections=bool(skip),
         train_encoder=bool(p.get("trained_extractor", False)),
         image_size=int(img[0]),
+        fusion_block="conv" if conv else "transformer",
         fusion_depth=fusion_depth or int(backbone.get("depth", 4)),
         fusion_heads=int(backbone.get("num_heads", d // 64)),
         fusion_mlp_ratio=float(fusion_mlp),
@@ -165,6 +243,11 @@ def _int_if_integral(x: float) -> int | float:
 
 def extractor_type(config: SkipClickConfig) -> str:
     """The `extractor_type` to record for `config.encoder` (see the module docstring)."""
+    if isinstance(config.encoder, DinoV3Config):
+        for name in DINOV3_HUB_NAMES:
+            if DinoV3Config.hub(name) == config.encoder:
+                return name
+        return "dinov3_custom"
     candidates = (config.encoder_name, *HUB_NAMES) if config.encoder_name in HUB_NAMES else HUB_NAMES
     for name in candidates:
         if DinoV2Config.hub(name) == config.encoder:
@@ -193,21 +276,27 @@ def original_record(config: SkipClickConfig, loss_decode: Any = None) -> dict[st
         upsample=config.upsample,
         channels=config.head_channels,
     )
+    backbone_params: dict[str, Any] = dict(
+        img_size=(config.image_size, config.image_size),
+        patch_size=(config.patch_size, config.patch_size),
+        embed_dim=d,
+        depth=config.fusion_depth,
+    )
+    if config.fusion_block == "transformer":  # the conv-stack config passes the four above only
+        backbone_params.update(num_heads=config.fusion_heads, mlp_ratio=_int_if_integral(config.fusion_mlp_ratio),
+                               qkv_bias=True, primitive_stack=True)
+    extractor = extractor_type(config)
     specified: dict[str, Any] = dict(
         use_disks=True,
         norm_radius=_int_if_integral(config.click_radius),
         with_prev_mask=True,
-        extractor_type=extractor_type(config),
-        backbone_params=dict(
-            img_size=(config.image_size, config.image_size),
-            patch_size=(config.patch_size, config.patch_size),
-            embed_dim=d,
-            depth=config.fusion_depth,
-            num_heads=config.fusion_heads,
-            mlp_ratio=_int_if_integral(config.fusion_mlp_ratio),
-            qkv_bias=True,
-            primitive_stack=True,
-        ),
+        extractor_type=extractor,
+        backbone_params=backbone_params,
+    )
+    if isinstance(config.encoder, DinoV3Config):  # the original builds DINOv3 from a local checkout + weights
+        specified.update(backbone_repo_path=DINOV3_REPO_PATH,
+                         backbone_weight_path=DINOV3_WEIGHT_FILES.get(extractor, f"{extractor}_pretrain.pth"))
+    specified.update(
         # serialize() deep-copies the arguments before FeatureVitModel adds neck_params['skip_connections'].
         neck_params=dict(in_dim=d, out_dims=list(config.neck_dims)),
         head_params=head_params,
@@ -217,6 +306,8 @@ def original_record(config: SkipClickConfig, loss_decode: Any = None) -> dict[st
     )
     if config.skip_connections:  # only the skip configs pass it
         specified["skip_connections"] = True
+    if config.fusion_block == "conv":
+        specified["use_conv_stack"] = True
     if mean_std != default_mean_std:
         specified["norm_mean_std"] = mean_std
     defaults: dict[str, Any] = dict(

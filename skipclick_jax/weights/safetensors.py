@@ -4,11 +4,13 @@ names. Reading goes through the `safetensors` library (`safe_open`: lazy, no pic
 Metadata written (all values are strings; `format: pt` keeps the files loadable by transformers, which
 checks that key):
 
-    skipclick_jax          format tag: "skipclick-state-dict" | "dinov2-hub" | "dinov2-hf"
+    skipclick_jax          format tag: "skipclick-state-dict" | "dinov2-hub" | "dinov2-hf" | "dinov3-hub" |
+                           "dinov3-hf"
     skipclick_jax_version  "1"
-    config                 SkipClickConfig / DinoV2Config as JSON (exact, unlike the original record)
-    encoder_name           encoder files: the hub name of the encoder ("dinov2_vitb14_reg", …)
-    hf_config              "dinov2-hf" files: the transformers config.json content
+    config                 SkipClickConfig / DinoV2Config / DinoV3Config as JSON (exact, unlike the original
+                           record)
+    encoder_name           encoder files: the hub name of the encoder ("dinov2_vitb14_reg", "dinov3_vitb16", …)
+    hf_config              "-hf" files: the transformers config.json content
 
 Files without our tags (e.g. a Hugging Face download, or safetensors saved from the original state dict)
 are recognised by their key names; their configuration comes from a config.json, or is read off the shapes.
@@ -28,17 +30,17 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_file, check_writable
-from ..config import DinoV2Config, SkipClickConfig
-from .encoders import encoder_from_state
+from ..config import Encoder, SkipClickConfig, encoder_from_dict
+from .encoders import encoder_from_state, hf_family_of_keys, hf_module, hf_module_of_record, resolve_hf_config
 from .errors import CheckpointError
-from .mapping import TensorSource, dinov2_shapes, skipclick_params, skipclick_shapes, torch_sources
-from .records import infer_config
-from .tables import dinov2_hf as hf
-from .tables.dinov2 import dinov2_entries
-from .tables.skipclick import ENCODER_PREFIX, skipclick_entries
+from .mapping import TensorSource, encoder_shapes, skipclick_params, skipclick_shapes, torch_sources
+from .records import encoder_family, infer_config
+from .tables.encoders import encoder_entries
+from .tables.skipclick import encoder_prefix, skipclick_entries
 
 TAG, VERSION_KEY, VERSION = "skipclick_jax", "skipclick_jax_version", "1"
-FULL_TAG, HUB_TAG, HF_TAG = "skipclick-state-dict", "dinov2-hub", "dinov2-hf"
+FULL_TAG = "skipclick-state-dict"
+ENCODER_TAGS = ("dinov2-hub", "dinov2-hf", "dinov3-hub", "dinov3-hf")  # <family>-<names>
 # Tensor dtypes a checkpoint may hold; F16 and BF16 are widened to float32 exactly, F64 is refused.
 _READABLE = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 
@@ -190,24 +192,26 @@ def save_skipclick_safetensors(
     return write_safetensors(path, sources, _metadata(FULL_TAG, config), overwrite=overwrite)
 
 
-def save_dinov2_safetensors(
+def save_encoder_safetensors(
     path: str | Path,
-    config: DinoV2Config,
+    config: Encoder,
     params: Any,
     *,
     hf_names: bool = False,
     name: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """DINOv2 encoder parameters in the hub key names (`blocks.0.attn.qkv.weight`, …) or, with `hf_names`,
-    the Hugging Face ones (`encoder.layer.0.attention.attention.query.weight`, …), streamed."""
-    sources = torch_sources(params, dinov2_entries(config), dinov2_shapes(config))
+    """Encoder parameters in the hub key names (`blocks.0.attn.qkv.weight`, …) or, with `hf_names`, the Hugging
+    Face ones (DINOv2: `encoder.layer.0.attention.attention.query.weight`, DINOv3: `layer.0.attention.q_proj…`),
+    streamed."""
+    sources = torch_sources(params, encoder_entries(config), encoder_shapes(config))
     extra = {"encoder_name": name} if name else {}
     if hf_names:
+        hf = hf_module(config)
         sources = hf.hf_sources(sources, config)
-        meta = _metadata(HF_TAG, config, hf_config=json.dumps(hf.hf_config(config)), **extra)
+        meta = _metadata(f"{config.family}-hf", config, hf_config=json.dumps(hf.hf_config(config)), **extra)
     else:
-        meta = _metadata(HUB_TAG, config, **extra)
+        meta = _metadata(f"{config.family}-hub", config, **extra)
     return write_safetensors(path, sources, meta, overwrite=overwrite)
 
 
@@ -224,19 +228,23 @@ def _config_json(meta: dict[str, str], path: Path) -> dict[str, Any] | None:
 
 
 def file_kind(f: SafetensorsFile) -> str:
-    """'skipclick', 'dinov2-hub' or 'dinov2-hf', from the tag or else from the key names."""
+    """'skipclick', '<family>-hub' or '<family>-hf' (family: dinov2 / dinov3), from the tag or the key names."""
     tag = f.metadata.get(TAG)
-    if tag is not None and tag not in (FULL_TAG, HUB_TAG, HF_TAG):
+    if tag is not None and tag not in (FULL_TAG, *ENCODER_TAGS):
         raise CheckpointError(f"{f.path}: unknown skipclick_jax format tag {tag!r} (a newer version's file?)")
     names = set(f.names)
-    if tag == FULL_TAG or any(n.startswith(ENCODER_PREFIX) for n in names):
+    if tag is not None:
+        return "skipclick" if tag == FULL_TAG else tag
+    if encoder_prefix(names) is not None:
         return "skipclick"
-    if tag == HF_TAG or hf.is_hf_layout(names):
-        return "dinov2-hf"
-    if tag == HUB_TAG or "cls_token" in names:
-        return "dinov2-hub"
+    hf_family = hf_family_of_keys(names)
+    if hf_family is not None:
+        return f"{hf_family}-hf"
+    if "cls_token" in names:
+        return f"{encoder_family(names)}-hub"
     sample = ", ".join(sorted(names)[:5])
-    raise CheckpointError(f"{f.path}: neither a SkipClick nor a DINOv2 safetensors file (keys: {sample}, …)")
+    raise CheckpointError(f"{f.path}: neither a SkipClick model nor DINOv2 / DINOv3 encoder weights "
+                          f"(keys: {sample}, …)")
 
 
 def read_skipclick_safetensors(
@@ -274,23 +282,23 @@ def read_skipclick_safetensors(
     return config, params
 
 
-def _encoder_config_from(meta: dict[str, str], path: Path) -> DinoV2Config | None:
+def _encoder_config_from(meta: dict[str, str], path: Path) -> Encoder | None:
     record = _config_json(meta, path)
     if record is None:
         return None
     try:
-        return DinoV2Config(**record)
-    except TypeError as e:
-        raise CheckpointError(f"{path}: invalid DinoV2Config in the metadata ({e})") from e
+        return encoder_from_dict(record)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid encoder configuration in the metadata ({e})") from e
 
 
-def read_dinov2_safetensors(
+def read_encoder_safetensors(
     path: str | Path, *, hf_config: dict[str, Any] | str | Path | None = None, name: str | None = None
-) -> tuple[DinoV2Config, dict[str, Any]]:
-    """Encoder safetensors in hub or HF names → (config, `DinoV2` params as numpy).
+) -> tuple[Encoder, dict[str, Any]]:
+    """Encoder safetensors in hub or HF names → (config, encoder params as numpy).
 
-    Configuration: the DinoV2Config in our metadata; else `hf_config` (a config.json path or its dict);
-    else, for a `model.safetensors` next to a `config.json`, that file; else read off the shapes.
+    Configuration: the one in our metadata; else `hf_config` (a config.json path or its dict); else, for a
+    `model.safetensors` next to a `config.json`, that file; else read off the shapes.
     """
     path = Path(path)
     f = SafetensorsFile(path)
@@ -298,15 +306,18 @@ def read_dinov2_safetensors(
     if layout == "skipclick":
         raise CheckpointError(f"{path}: a full SkipClick model; load it with load_checkpoint (the encoder is "
                               "params['encoder'])")
+    family, names = layout.split("-")
     config, origin, record = _encoder_config_from(f.metadata, path), "the configuration stored in the metadata", None
-    if hf_config is not None and layout != "dinov2-hf":
-        raise CheckpointError(f"{path}: hub-named DINOv2 weights; a Hugging Face config does not apply to them")
-    if layout == "dinov2-hf":
+    if hf_config is not None and names != "hf":
+        family_name = {"dinov2": "DINOv2", "dinov3": "DINOv3"}[family]
+        raise CheckpointError(f"{path}: hub-named {family_name} weights; a Hugging Face config does not apply to them")
+    if names == "hf":
         if hf_config is None and config is None and (path.parent / "config.json").is_file():
             hf_config = path.parent / "config.json"
         if hf_config is not None:
-            record, hf_origin = hf.resolve_hf_config(hf_config)
-            from_hf = hf.config_from_hf(record, hf_origin)
+            hf = hf_module(family)
+            record, hf_origin = resolve_hf_config(hf_config)
+            from_hf = hf_module_of_record(record, hf_origin).config_from_hf(record, hf_origin)
             if config is not None and not hf.same_architecture(config, from_hf):
                 raise CheckpointError(f"{path}: {hf_origin} ({from_hf}) contradicts the configuration stored in "
                                       f"the file ({config})")
@@ -314,5 +325,5 @@ def read_dinov2_safetensors(
     if config is None:
         origin = None
     name = name or f.metadata.get("encoder_name")
-    return encoder_from_state(f.read_all(), layout, path, config=config, config_origin=origin, hf_record=record,
+    return encoder_from_state(f.read_all(), names, path, config=config, config_origin=origin, hf_record=record,
                               name=name)

@@ -16,10 +16,10 @@ from skipclick_jax import CheckpointError  # noqa: E402
 from skipclick_jax.weights import (  # noqa: E402
     SafetensorsFile,
     export_checkpoint,
-    read_hf_dinov2_dir,
-    save_dinov2_pth,
-    save_dinov2_safetensors,
-    save_hf_dinov2_dir,
+    read_hf_dir,
+    save_encoder_pth,
+    save_encoder_safetensors,
+    save_hf_dir,
 )
 from skipclick_jax.weights import load_encoder as load_dinov2_weights  # noqa: E402
 from skipclick_jax.weights.tables.dinov2_hf import config_from_hf, hf_config  # noqa: E402
@@ -59,8 +59,8 @@ def hub(tmp_path_factory):
 
 
 def test_hub_names_round_trip_and_load_into_the_reference(hub, tmp_path):
-    save_dinov2_pth(tmp_path / "enc.pth", hub.config, hub.params)
-    save_dinov2_safetensors(tmp_path / "enc.safetensors", hub.config, hub.params, name="dinov2_custom")
+    save_encoder_pth(tmp_path / "enc.pth", hub.config, hub.params)
+    save_encoder_safetensors(tmp_path / "enc.safetensors", hub.config, hub.params, name="dinov2_custom")
     from_pth = torch.load(tmp_path / "enc.pth", weights_only=True)  # a plain state dict, no pickled classes
     assert_same_state(from_pth, hub.state)
     assert_same_state(SafetensorsFile(tmp_path / "enc.safetensors").read_all(), hub.state)
@@ -77,7 +77,7 @@ def test_hub_names_round_trip_and_load_into_the_reference(hub, tmp_path):
 
 def test_hf_names_are_transformers_names_and_round_trip(hub, tmp_path):
     out = tmp_path / "enc_hf.safetensors"
-    save_dinov2_safetensors(out, hub.config, hub.params, hf_names=True)
+    save_encoder_safetensors(out, hub.config, hub.params, hf_names=True)
     f = SafetensorsFile(out)
     assert f.names[:6] == HF_EMBEDDINGS
     assert f.names[6:6 + len(HF_BLOCK0)] == HF_BLOCK0
@@ -110,12 +110,12 @@ def _as_transformers_would_save(directory, state: dict, record: dict, prefix: st
 
 def test_hugging_face_directory_and_file_import(hub, tmp_path):
     out = tmp_path / "hf"
-    save_hf_dinov2_dir(out, hub.config, hub.params)
+    save_hf_dir(out, hub.config, hub.params)
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     record = json.loads((out / "config.json").read_text())
     assert record["model_type"] == "dinov2_with_registers" and record["num_register_tokens"] == 4
     assert (record["hidden_size"], record["image_size"], record["patch_size"]) == (128, 126, 14)
-    config, params = read_hf_dinov2_dir(out)
+    config, params = read_hf_dir(out)
     assert config == hub.config
     assert_same_params(params, hub.params)
 
@@ -141,7 +141,7 @@ def test_hf_without_registers_keeps_hub_interpolation(tmp_path):
     save_dinov2_hub_checkpoint(ref, tmp_path / "noreg.pth")
     weights = load_quietly(tmp_path / "noreg.pth")
     assert (weights.config.interpolate_antialias, weights.config.interpolate_offset) == (False, 0.1)
-    save_hf_dinov2_dir(tmp_path / "hf", weights.config, weights.params)
+    save_hf_dir(tmp_path / "hf", weights.config, weights.params)
     record = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert record["model_type"] == "dinov2" and "num_register_tokens" not in record
     assert config_from_hf(record) == weights.config
@@ -150,7 +150,7 @@ def test_hf_without_registers_keeps_hub_interpolation(tmp_path):
     state = SafetensorsFile(tmp_path / "hf" / "model.safetensors").read_all()
     del state["embeddings.mask_token"]
     _as_transformers_would_save(tmp_path / "nomask", state, {**record, "use_mask_token": False})
-    config, params = read_hf_dinov2_dir(tmp_path / "nomask")
+    config, params = read_hf_dir(tmp_path / "nomask")
     assert config == weights.config
     assert not np.any(np.asarray(params["mask_token"]))
     np.testing.assert_array_equal(params["pos_embed"], weights.params["pos_embed"])
@@ -162,19 +162,19 @@ def test_swiglu_encoder_uses_weights_in_and_weights_out(tmp_path):
     save_dinov2_hub_checkpoint(ref, tmp_path / "swiglu.pth")
     weights = load_quietly(tmp_path / "swiglu.pth")
     assert weights.config.ffn == "swiglu"
-    save_hf_dinov2_dir(tmp_path / "hf", weights.config, weights.params)
+    save_hf_dir(tmp_path / "hf", weights.config, weights.params)
     f = SafetensorsFile(tmp_path / "hf" / "model.safetensors")
     hidden = weights.config.hidden_dim
     assert f.shape("encoder.layer.1.mlp.weights_in.weight") == (2 * hidden, 128)
     assert f.shape("encoder.layer.1.mlp.weights_out.weight") == (128, hidden)
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["use_swiglu_ffn"] is True
-    config, params = read_hf_dinov2_dir(tmp_path / "hf")
+    config, params = read_hf_dir(tmp_path / "hf")
     assert config == weights.config
     assert_same_params(params, weights.params)
 
 
 def test_mismatching_hf_config_is_a_clear_error(hub, tmp_path):
-    save_hf_dinov2_dir(tmp_path / "hf", hub.config, hub.params)
+    save_hf_dir(tmp_path / "hf", hub.config, hub.params)
     record = json.loads((tmp_path / "hf" / "config.json").read_text())
     for change, message in ((dict(hidden_size=256), r"config\.json does not match the weights(.|\n)*mis-shaped keys"),
                             (dict(num_hidden_layers=11), r"unexpected keys \(18\)(.|\n)*encoder\.layer\.11\."),
@@ -182,9 +182,9 @@ def test_mismatching_hf_config_is_a_clear_error(hub, tmp_path):
                             (dict(hidden_act="relu"), "unsupported DINOv2 settings")):
         (tmp_path / "hf" / "config.json").write_text(json.dumps({**record, **change}))
         with pytest.raises(CheckpointError, match=message):
-            read_hf_dinov2_dir(tmp_path / "hf")
+            read_hf_dir(tmp_path / "hf")
     with pytest.raises(CheckpointError, match="hub-named DINOv2 weights"):
-        save_dinov2_safetensors(tmp_path / "hub.safetensors", hub.config, hub.params)
+        save_encoder_safetensors(tmp_path / "hub.safetensors", hub.config, hub.params)
         load_dinov2_weights(tmp_path / "hub.safetensors", hf_config=record)
 
 
@@ -209,8 +209,8 @@ def test_load_encoder_reads_every_download_form(hub, tmp_path):
     """`skipclick_jax.weights.load_encoder` (what training starts from) takes each form of the weights."""
     from skipclick_jax.weights import load_encoder, save_encoder
 
-    save_dinov2_safetensors(tmp_path / "hub.safetensors", hub.config, hub.params)
-    save_hf_dinov2_dir(tmp_path / "hf", hub.config, hub.params)
+    save_encoder_safetensors(tmp_path / "hub.safetensors", hub.config, hub.params)
+    save_hf_dir(tmp_path / "hf", hub.config, hub.params)
     save_encoder(tmp_path / "converted", hub.config, hub.params)
     for path in (hub.dir / "small_dinov2.pth", tmp_path / "hub.safetensors", tmp_path / "hf", tmp_path / "converted"):
         with warnings.catch_warnings():

@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from skipclick_jax import SkipClickConfig, load_checkpoint  # noqa: E402
 from skipclick_jax.weights import save_original_pth, save_skipclick_safetensors  # noqa: E402
-from skipclick_jax.weights.mapping import dinov2_shapes, skipclick_shapes, torch_sources  # noqa: E402
+from skipclick_jax.weights.mapping import encoder_shapes as dinov2_shapes  # noqa: E402
+from skipclick_jax.weights.mapping import skipclick_shapes, torch_sources  # noqa: E402
 from skipclick_jax.weights.tables.dinov2 import dinov2_entries  # noqa: E402
 from skipclick_jax.weights.tables.dinov2_hf import hf_config, hf_sources  # noqa: E402
 from tests.torch_reference import ReferenceDinoV2, ReferenceSkipClick, dinov2_kwargs, load_original_checkpoint  # noqa: E402

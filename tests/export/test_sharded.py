@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 from skipclick_jax import DinoV2Config, SkipClickConfig  # noqa: E402
 from skipclick_jax.model import init_params  # noqa: E402
 from skipclick_jax.weights import mapping as tensors_module  # noqa: E402
-from skipclick_jax.weights import save_dinov2_safetensors, save_original_pth, save_skipclick_safetensors  # noqa: E402
+from skipclick_jax.weights import save_encoder_safetensors, save_original_pth, save_skipclick_safetensors  # noqa: E402
 
 from .helpers import assert_same_state, original_state  # noqa: E402
 
@@ -54,13 +54,13 @@ def test_sharded_export_equals_host_export(tmp_path, monkeypatch):
     monkeypatch.setattr(tensors_module.jax, "device_get", one_leaf_at_a_time)
     save_skipclick_safetensors(tmp_path / "sharded.safetensors", CONFIG, sharded)
     save_original_pth(tmp_path / "sharded.pth", CONFIG, sharded)
-    save_dinov2_safetensors(tmp_path / "enc_sharded.safetensors", CONFIG.encoder, sharded["encoder"], hf_names=True)
+    save_encoder_safetensors(tmp_path / "enc_sharded.safetensors", CONFIG.encoder, sharded["encoder"], hf_names=True)
     assert len(gathered) == 2 * len(jax.tree.leaves(sharded)) + len(jax.tree.leaves(sharded["encoder"]))
     monkeypatch.undo()
 
     save_skipclick_safetensors(tmp_path / "host.safetensors", CONFIG, host)
     save_original_pth(tmp_path / "host.pth", CONFIG, host)
-    save_dinov2_safetensors(tmp_path / "enc_host.safetensors", CONFIG.encoder, host["encoder"], hf_names=True)
+    save_encoder_safetensors(tmp_path / "enc_host.safetensors", CONFIG.encoder, host["encoder"], hf_names=True)
     for a, b in (("sharded.safetensors", "host.safetensors"), ("enc_sharded.safetensors", "enc_host.safetensors")):
         assert (tmp_path / a).read_bytes() == (tmp_path / b).read_bytes()
     assert_same_state(original_state(tmp_path / "sharded.pth"), original_state(tmp_path / "host.pth"))

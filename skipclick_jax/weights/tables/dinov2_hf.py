@@ -17,7 +17,6 @@ with hub encoders; exact-size grids (the native 37×37 at 518 px) are unaffected
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from ..mapping import TensorSource
 
 # Prefixes of HF checkpoints that wrap the base model (…ForImageClassification); the base model has none.
 HF_PREFIXES = ("dinov2_with_registers.", "dinov2.")
+MODEL_TYPES = ("dinov2", "dinov2_with_registers")
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,33 @@ def hf_to_hub(
     return hub
 
 
+def hub_state_from_hf(state: Mapping[str, np.ndarray], path: str | Path, *, config: DinoV2Config | None = None,
+                      config_origin: str | None = None, hf_record: Mapping[str, Any] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """HF state dict (wrapper prefixes allowed) → hub state dict, checked against `config` when given."""
+    state = strip_prefix(state)
+    hub_shapes = None
+    if config is not None:
+        entries = entries_for(config)
+        hub_shapes = {e.torch_key: e.torch_shape(tuple(s.shape)) for e, s in _hub_param_shapes(config)}
+    else:
+        entries = hf_entries(*layout_from_keys(state))
+    mask_dim = None
+    if hf_record is not None and not hf_record.get("use_mask_token", True) and config is not None:
+        mask_dim = config.embed_dim
+    return hf_to_hub(state, entries, path, expected_hub_shapes=hub_shapes, config_source=config_origin,
+                     mask_token_dim=mask_dim)
+
+
+def _hub_param_shapes(config: DinoV2Config) -> list[tuple[Any, Any]]:
+    """(hub table entry, Flax parameter shape) pairs of an encoder."""
+    from ..mapping import encoder_shapes, flatten_params
+    from .dinov2 import dinov2_entries
+
+    flat = flatten_params(encoder_shapes(config))
+    return [(e, flat[e.flax_path]) for e in dinov2_entries(config)]
+
+
 # --- config.json ---------------------------------------------------------------------------------------
 def hf_config(config: DinoV2Config) -> dict[str, Any]:
     """A transformers `config.json` for `config` (`Dinov2WithRegistersModel`, or `Dinov2Model` without registers)."""
@@ -247,25 +274,7 @@ def config_from_hf(record: Mapping[str, Any], source: str = "config.json") -> Di
     )
 
 
-def read_hf_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot read the Hugging Face config ({e})") from e
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path}: not a Hugging Face config (a JSON object was expected)")
-    return record
-
-
 def same_architecture(a: DinoV2Config, b: DinoV2Config) -> bool:
     """Equal up to the runtime interpolation semantics (which HF configs cannot express)."""
     strip = dict(interpolate_antialias=True, interpolate_offset=0.0)
     return dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)
-
-
-def resolve_hf_config(hf_config: dict[str, Any] | str | Path) -> tuple[dict[str, Any], str]:
-    """(config.json content, where it came from) for a path or an already-read dict."""
-    if isinstance(hf_config, dict):
-        return hf_config, "the Hugging Face config passed in"
-    return read_hf_config(hf_config), str(hf_config)

@@ -1,24 +1,53 @@
 """The original SkipClick state dict (isegm `FeatureVitModel`) ↔ the `SkipClick` module, for any
-configuration; the encoder part is the DINOv2 hub table under `feature_extractor.dinov2.`."""
+configuration; the encoder part is the encoder's hub table under `feature_extractor.dinov2.` or
+`feature_extractor.dinov3.`."""
 
 from __future__ import annotations
 
 from ...config import SkipClickConfig
 from . import Entry, linear, norm, transformer_block
-from .dinov2 import dinov2_entries
+from .encoders import encoder_entries
 
-#: Key prefix of the encoder inside a SkipClick checkpoint.
-ENCODER_PREFIX = "feature_extractor.dinov2."
+#: Key prefix of each encoder family inside a SkipClick checkpoint.
+ENCODER_PREFIXES = {"dinov2": "feature_extractor.dinov2.", "dinov3": "feature_extractor.dinov3."}
+ENCODER_PREFIX = ENCODER_PREFIXES["dinov2"]
+
+
+def encoder_prefix(state_keys) -> str | None:
+    """The encoder key prefix found among `state_keys` (None: not a SkipClick state dict)."""
+    for prefix in ENCODER_PREFIXES.values():
+        if any(k.startswith(prefix) for k in state_keys):
+            return prefix
+    return None
+
+
+def _conv_block(tp: str, fp: tuple[str, ...]) -> list[Entry]:
+    """One block of the conv-modulation stack (`models_conv.Block`), in the original's key order."""
+    entries = [Entry(f"{tp}.layer_scale_{k}", (*fp, f"layer_scale_{k}")) for k in (1, 2)]
+    entries += norm(f"{tp}.attn.norm", (*fp, "attn_norm"))
+    for torch_name, flax_name, kind in (("attn.a.0", "attn_a", "conv1x1"), ("attn.a.2", "attn_a_dw", "conv"),
+                                        ("attn.v", "attn_v", "conv1x1"), ("attn.proj", "attn_proj", "conv1x1")):
+        entries += linear(f"{tp}.{torch_name}", (*fp, flax_name), kind)
+    entries += norm(f"{tp}.mlp.norm", (*fp, "mlp_norm"))
+    for torch_name, flax_name, kind in (("mlp.fc1", "mlp_fc1", "conv1x1"), ("mlp.pos", "mlp_pos", "conv"),
+                                        ("mlp.fc2", "mlp_fc2", "conv1x1")):
+        entries += linear(f"{tp}.{torch_name}", (*fp, flax_name), kind)
+    return entries
 
 
 def skipclick_entries(config: SkipClickConfig) -> list[Entry]:
     """The original `FeatureVitModel` state dict ↔ the `SkipClick` module, for any configuration."""
     # Order of the original state dict (module registration order), so exports compare byte for byte.
     entries = linear("patch_embed_coords.proj", ("click_embed",), "conv")
-    entries += dinov2_entries(config.encoder, ENCODER_PREFIX, ("encoder",))
-    entries.append(Entry("backbone_mix.pos_embed", ("fusion", "pos_embed")))
-    for j in range(config.fusion_depth):
-        entries += transformer_block(f"backbone_mix.blocks.{j}", ("fusion", f"blocks_{j}"), "mlp", layerscale=False)
+    entries += encoder_entries(config.encoder, ENCODER_PREFIXES[config.encoder.family], ("encoder",))
+    if config.fusion_block == "conv":
+        for j in range(config.fusion_depth):
+            entries += _conv_block(f"backbone_mix.blocks.{j}", ("fusion", f"blocks_{j}"))
+    else:
+        entries.append(Entry("backbone_mix.pos_embed", ("fusion", "pos_embed")))
+        for j in range(config.fusion_depth):
+            entries += transformer_block(f"backbone_mix.blocks.{j}", ("fusion", f"blocks_{j}"), "mlp",
+                                         layerscale=False)
 
     neck = [
         ("down_4.0", "down_4_deconv1", "deconv"), ("down_4.1", "down_4_norm1", None),
@@ -51,8 +80,9 @@ def skipclick_entries(config: SkipClickConfig) -> list[Entry]:
 # Keys the original checkpoint carries but its forward never reads. They are converted (so the export
 # back to PyTorch is exact) and documented here for users who wonder why they exist.
 UNUSED_BY_FORWARD = {
-    "feature_extractor.dinov2.mask_token": "DINOv2 masked-image-modelling token (pre-training only)",
-    "feature_extractor.dinov2.norm.*": "DINOv2's final LayerNorm: SkipClick taps the raw block outputs",
+    "feature_extractor.dinov{2,3}.mask_token": "masked-image-modelling token (pre-training only)",
+    "feature_extractor.dinov2.norm.*": "DINOv2's final LayerNorm: SkipClick taps the raw block outputs "
+                                       "(DINOv3's final norm is used: its taps go through it)",
     "head.up_conv1.*, head.up_conv2.*": "head up-convolutions, only used with upsample 'x2'/'x4'",
-    "feature_extractor.dinov2.blocks.{i}.* for i > max(taps)": "blocks after the last tap",
+    "feature_extractor.dinov{2,3}.blocks.{i}.* for i > max(taps)": "blocks after the last tap",
 }

@@ -1,0 +1,75 @@
+"""The conv-modulation stack (`isegm/model/modeling/models_conv.py: SimpleModulationStack`), the original's
+`use_conv_stack=True` alternative to the fusion transformer: Conv2Former-style blocks on the token map,
+no position embedding (so nothing to resize at other input sizes).
+
+Block: x + γ₁·ConvMod(x), then x + γ₂·MLP(x), where (LN = LayerNorm over channels, eps 1e-6)
+
+    ConvMod(x) = proj( DW11(GELU(a0(LN x))) ⊙ v(LN x) )       DW11: depthwise 11×11, zero padding 5
+    MLP(x)     = fc2( h + GELU(DW3(h)) ),  h = GELU(fc1(LN x))  DW3: depthwise 3×3, zero padding 1
+
+with 1×1 convolutions a0, v, proj (C→C), fc1 (C→4C), fc2 (4C→C), all with bias; GELU exact.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .layers import Dtype, gelu, layer_norm
+
+
+class DepthwiseConv(nn.Module):
+    """Depthwise k×k convolution, stride 1, zero padding k // 2 (output size = input size), with bias."""
+
+    size: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.size, self.size, 1, c))
+        bias = self.param("bias", nn.initializers.zeros, (c,))
+        pad = self.size // 2
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1, 1), padding=[(pad, pad)] * 2,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+        return y + bias.astype(self.dtype)
+
+
+class ModulationBlock(nn.Module):
+    dim: int
+    mlp_ratio: float = 4.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        d, dt = self.dim, self.dtype
+        ls1 = self.param("layer_scale_1", nn.initializers.constant(1e-6), (d,))
+        ls2 = self.param("layer_scale_2", nn.initializers.constant(1e-6), (d,))
+        dense = lambda n, name: nn.Dense(n, dtype=dt, name=name)  # noqa: E731 - 1×1 convolutions
+
+        n = layer_norm("attn_norm", dt)(x)
+        a = DepthwiseConv(11, dt, name="attn_a_dw")(gelu(dense(d, "attn_a")(n)))
+        y = dense(d, "attn_proj")(a * dense(d, "attn_v")(n))
+        x = x + y * ls1.astype(y.dtype)
+
+        h = gelu(dense(int(d * self.mlp_ratio), "mlp_fc1")(layer_norm("mlp_norm", dt)(x)))
+        h = h + gelu(DepthwiseConv(3, dt, name="mlp_pos")(h))
+        y = dense(d, "mlp_fc2")(h)
+        return x + y * ls2.astype(y.dtype)
+
+
+class ModulationStack(nn.Module):
+    """`depth` modulation blocks on (B, g, g, D) maps; no position embedding, no final norm."""
+
+    dim: int
+    depth: int
+    mlp_ratio: float = 4.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for j in range(self.depth):
+            x = ModulationBlock(self.dim, self.mlp_ratio, self.dtype, name=f"blocks_{j}")(x)
+        return x
