@@ -9,7 +9,13 @@ import numpy as np
 import torch
 
 from skipclick_jax import SkipClick
-from tests.torch_reference import ReferenceDinoV2, ReferenceSkipClick, randomize_, save_original_checkpoint
+from tests.torch_reference import (
+    ReferenceDinoV2,
+    ReferenceDinoV3,
+    ReferenceSkipClick,
+    randomize_,
+    save_original_checkpoint,
+)
 
 # A small encoder the original could have been built with: 12 blocks (it always taps 2, 5, 8, 11),
 # head width 64 like every DINOv2, so the configuration is also inferable from the checkpoint alone.
@@ -32,14 +38,31 @@ VARIANTS = {
 }
 
 
+# The two models of the repository's master branch, at small size: SkipClick around a DINOv3 ViT (patch 16;
+# 128 px = the same 8×8 token grid as the DINOv2 variants at 112) and the conv-modulation stack.
+SMALL_DINOV3 = dict(embed_dim=128, depth=12, num_heads=2, ffn="mlp", ffn_ratio=4.0, n_storage_tokens=4, patch_size=16)
+NEW_VARIANTS = {
+    "dinov3": dict(img_size=128),
+    "convstack": dict(use_conv_stack=True),
+}
+
+
 def make_reference(variant: str = "skipclick", seed: int = 0, dinov2: dict | None = None) -> ReferenceSkipClick:
+    if variant in NEW_VARIANTS:
+        kwargs = {**SMALL_BASE, **NEW_VARIANTS[variant]}
+        backbone = dict(dinov3=ReferenceDinoV3(**SMALL_DINOV3)) if variant == "dinov3" else dict(
+            dinov2=ReferenceDinoV2(**(dinov2 or SMALL_DINOV2)))
+        return randomize_(ReferenceSkipClick(**backbone, **kwargs), seed=seed).eval()
     kwargs = {**SMALL_BASE, **VARIANTS[variant]}
     ref = ReferenceSkipClick(dinov2=ReferenceDinoV2(**(dinov2 or SMALL_DINOV2)), **kwargs)
     return randomize_(ref, seed=seed).eval()
 
 
 def write_checkpoint(ref: ReferenceSkipClick, path, variant: str = "skipclick", **overrides) -> None:
-    extra = {"extractor_type": "dinov2_custom"} if ref.feature_extractor.dinov2.hparams["embed_dim"] != 768 else {}
+    if ref.backbone_kind == "dinov3":
+        extra = {"extractor_type": "dinov3_custom"} if ref.feature_extractor.dinov3.embed_dim != 768 else {}
+    else:
+        extra = {"extractor_type": "dinov2_custom"} if ref.feature_extractor.dinov2.hparams["embed_dim"] != 768 else {}
     if variant == "baseline":
         extra["trained_extractor"] = True
     save_original_checkpoint(ref, path, **{**extra, **overrides})
