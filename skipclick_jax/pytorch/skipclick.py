@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DinoV2Config, SkipClickConfig
+from ..config import DinoV2Config, DinoV3Config, SkipClickConfig
 
 Features = dict[str, object]  # "tokens" (B, N, D), "terms" (4 maps or None), "pos_embed" (1, N, D), "grid"
 
@@ -144,10 +144,117 @@ class DinoV2Encoder(nn.Module):
         return [out[t] for t in taps]
 
 
-class _Extractor(nn.Module):
-    def __init__(self, cfg: DinoV2Config):
+class _MaskedBiasLinear(nn.Linear):
+    """DINOv3's qkv: y = x·Wᵀ + bias ⊙ bias_mask (the stored mask zeroes the k part)."""
+
+    def __init__(self, dim: int, out: int):
+        super().__init__(dim, out)
+        self.register_buffer("bias_mask", torch.cat([torch.ones(dim), torch.zeros(dim), torch.ones(dim)]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias * self.bias_mask)
+
+
+class _RopeAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
         super().__init__()
-        self.dinov2 = DinoV2Encoder(cfg)
+        self.heads = heads
+        self.qkv, self.proj = _MaskedBiasLinear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        first = n - sin.shape[0]  # cls and storage tokens are not rotated
+
+        def rotate(t: torch.Tensor) -> torch.Tensor:
+            head, patches = t[:, :, :first], t[:, :, first:]
+            x1, x2 = patches.chunk(2, dim=-1)
+            return torch.cat([head, patches * cos + torch.cat([-x2, x1], dim=-1) * sin], dim=2)
+
+        out = F.scaled_dot_product_attention(rotate(q), rotate(k), v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class _SwiGLU3(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w1, self.w2, self.w3 = nn.Linear(dim, hidden), nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w3(F.silu(self.w1(x)) * self.w2(x))
+
+
+class _RopeBlock(nn.Module):
+    def __init__(self, cfg: DinoV3Config):
+        super().__init__()
+        d = cfg.embed_dim
+        self.norm1, self.attn, self.ls1 = nn.LayerNorm(d, eps=1e-5), _RopeAttention(d, cfg.num_heads), _Scale(d)
+        self.norm2 = nn.LayerNorm(d, eps=1e-5)
+        self.mlp = (_SwiGLU3 if cfg.ffn == "swiglu" else _Mlp)(d, cfg.hidden_dim)
+        self.ls2 = _Scale(d)
+
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), sin, cos))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class _Periods(nn.Module):
+    def __init__(self, count: int):
+        super().__init__()
+        self.register_buffer("periods", torch.ones(count))
+
+
+class DinoV3Encoder(nn.Module):
+    """DINOv3 as the hub builds it; `forward` returns the tapped blocks' outputs through the final norm."""
+
+    def __init__(self, cfg: DinoV3Config):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.storage_tokens = nn.Parameter(torch.zeros(1, cfg.num_registers, d))
+        self.mask_token = nn.Parameter(torch.zeros(1, d))
+        self.patch_embed = _PatchEmbed(3, d, cfg.patch_size)
+        self.rope_embed = _Periods(cfg.head_dim // 4)
+        self.blocks = nn.ModuleList(_RopeBlock(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(d, eps=1e-5)
+        if cfg.local_cls_norm:
+            self.local_cls_norm = nn.LayerNorm(d, eps=1e-5)
+
+    def rope(self, gh: int, gw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sin, cos) (gh·gw, head_dim): centre coordinates in (−1, 1), angle (fl32(2π)·c) / period."""
+        device = self.rope_embed.periods.device
+        cy = torch.arange(0.5, gh, device=device) / gh
+        cx = torch.arange(0.5, gw, device=device) / gw
+        coords = 2.0 * torch.stack(torch.meshgrid(cy, cx, indexing="ij"), dim=-1).flatten(0, 1) - 1.0
+        angles = (2 * torch.pi * coords[:, :, None]) / self.rope_embed.periods  # (HW, 2, F): rows, then columns
+        angles = angles.flatten(1).tile(2)
+        return torch.sin(angles), torch.cos(angles)
+
+    def forward(self, x: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:
+        gh, gw = x.shape[-2] // self.cfg.patch_size, x.shape[-1] // self.cfg.patch_size
+        prefix = torch.cat([self.cls_token, self.storage_tokens], dim=1).expand(len(x), -1, -1)
+        tokens = torch.cat([prefix, self.patch_embed(x)], dim=1)
+        sin, cos = self.rope(gh, gw)
+        out = {}
+        for i, block in enumerate(self.blocks[: max(taps) + 1]):
+            tokens = block(tokens, sin, cos)
+            if i in taps:
+                out[i] = self.norm(tokens)[:, prefix.shape[1]:]
+        return [out[t] for t in taps]
+
+
+class _Extractor(nn.Module):
+    def __init__(self, cfg: DinoV2Config | DinoV3Config):
+        super().__init__()
+        if isinstance(cfg, DinoV3Config):
+            self.dinov3 = DinoV3Encoder(cfg)
+        else:
+            self.dinov2 = DinoV2Encoder(cfg)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.dinov3 if hasattr(self, "dinov3") else self.dinov2
 
 
 class _FusionStack(nn.Module):
@@ -165,11 +272,76 @@ class _FusionStack(nn.Module):
         table = F.interpolate(table, size=(gh, gw), mode="bicubic", align_corners=False)  # a = -0.75
         return table.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)
 
-    def forward(self, x: torch.Tensor, pos_embed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         x = x + pos_embed
         for block in self.blocks:
             x = block(x)
         return x
+
+
+class _ChannelNorm(nn.Module):
+    """LayerNorm over the channels of an NCHW map, computed as the original's `models_conv.LayerNorm`:
+    (x − mean) / sqrt(var + 1e-6), variance biased (a division, not a multiplication by rsqrt)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(c)), nn.Parameter(torch.zeros(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return self.weight[:, None, None] * ((x - mean) / torch.sqrt(var + 1e-6)) + self.bias[:, None, None]
+
+
+class _ConvMod(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.norm = _ChannelNorm(d)
+        self.a = nn.Sequential(nn.Conv2d(d, d, 1), _Gelu(), nn.Conv2d(d, d, 11, padding=5, groups=d))
+        self.v, self.proj = nn.Conv2d(d, d, 1), nn.Conv2d(d, d, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.norm(x)
+        return self.proj(self.a(n) * self.v(n))
+
+
+class _ConvMlp(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.norm, self.fc1 = _ChannelNorm(d), nn.Conv2d(d, hidden, 1)
+        self.pos, self.fc2 = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden), nn.Conv2d(hidden, d, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.fc1(self.norm(x)))
+        return self.fc2(h + F.gelu(self.pos(h)))
+
+
+class _ModulationBlock(nn.Module):
+    def __init__(self, d: int, mlp_ratio: float):
+        super().__init__()
+        self.layer_scale_1 = nn.Parameter(torch.ones(d))
+        self.layer_scale_2 = nn.Parameter(torch.ones(d))
+        self.attn, self.mlp = _ConvMod(d), _ConvMlp(d, int(d * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.layer_scale_1[:, None, None] * self.attn(x)
+        return x + self.layer_scale_2[:, None, None] * self.mlp(x)
+
+
+class _ConvStack(nn.Module):
+    """The conv-modulation stack on (B, N, D) tokens of a gh×gw grid; no position embedding."""
+
+    def __init__(self, cfg: SkipClickConfig):
+        super().__init__()
+        self.blocks = nn.Sequential(*(_ModulationBlock(cfg.dim, cfg.fusion_mlp_ratio) for _ in range(cfg.fusion_depth)))
+
+    def position_embedding(self, gh: int, gw: int) -> None:
+        return None
+
+    def forward(self, x: torch.Tensor, pos_embed: None, grid: tuple[int, int]) -> torch.Tensor:
+        b, n, c = x.shape
+        y = self.blocks(x.transpose(1, 2).reshape(b, c, *grid))
+        return y.reshape(b, c, n).transpose(1, 2)
 
 
 class _Gelu(nn.Module):  # a parameter-free slot, so Sequential indices match the original's keys
@@ -291,7 +463,7 @@ class TorchSkipClick(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
         self.patch_embed_coords = _PatchEmbed(3, cfg.dim, cfg.patch_size)
         self.feature_extractor = _Extractor(cfg.encoder)
-        self.backbone_mix = _FusionStack(cfg)
+        self.backbone_mix = _ConvStack(cfg) if cfg.fusion_block == "conv" else _FusionStack(cfg)
         self.neck = _Neck(cfg)
         self.head = _Head(cfg)
         if cfg.fuse_taps:
@@ -303,7 +475,7 @@ class TorchSkipClick(nn.Module):
         """Raw encoder outputs (B, g·g, D) at the taps (the single-tap configurations need the first only)."""
         cfg = self.config
         needed = cfg.taps if (cfg.fuse_taps or cfg.skip_connections) else cfg.taps[:1]
-        return self.feature_extractor.dinov2((image - self.mean) / self.std, needed)
+        return self.feature_extractor.encoder((image - self.mean) / self.std, needed)
 
     def _grid_maps(self, taps: list[torch.Tensor], gh: int, gw: int) -> list[torch.Tensor]:
         return [t.transpose(1, 2).reshape(len(t), -1, gh, gw) for t in taps]
@@ -326,7 +498,7 @@ class TorchSkipClick(nn.Module):
         gh, gw = features["grid"]
         h, w = prev_mask.shape[-2:]
         maps = torch.cat([prev_mask, click_maps(points, h, w, self.config.click_radius)], dim=1)
-        x = self.backbone_mix(features["tokens"] + self.patch_embed_coords(maps), features["pos_embed"])
+        x = self.backbone_mix(features["tokens"] + self.patch_embed_coords(maps), features["pos_embed"], (gh, gw))
         x = x.transpose(1, 2).reshape(len(x), -1, gh, gw)
         if taps is not None:
             levels = self.neck(x, taps=self._grid_maps(taps, gh, gw))

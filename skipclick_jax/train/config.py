@@ -31,7 +31,8 @@ class TrainConfig:
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
     # Where the samples come from: "cocolvis:ROOT", "folder:ROOT", "coco-json:FILE[,IMAGE_DIR]", "tfds:DIR".
     data_source: str = ""
-    # DINOv2 weights for the encoder: a hub .pth or a `skipclick convert` directory ("" = random, warned).
+    # Encoder weights: a DINOv2 / DINOv3 hub .pth, safetensors, HF or `skipclick convert` directory
+    # ("" = random, warned).
     encoder_weights: str = ""
 
     # Optimisation (Adam, no weight decay; MultiStepLR stepped per epoch).
@@ -50,6 +51,11 @@ class TrainConfig:
     loss_gamma: float = 2.0
     # Distance transform of the click rule: "relax" (accelerators), "raster" (CPU) or "auto"; same result.
     dt_method: Literal["auto", "relax", "raster"] = "auto"
+
+    # DINOv3 encoders: the original's trainer runs the loss pass with the (frozen) encoder in train mode, so
+    # its RoPE multiplies the coordinates by a random factor per block (log-uniform in [1/2, 2]) there, while
+    # the simulated clicks see the plain encoder. True reproduces that (two encoder passes per step).
+    dinov3_train_rope_rescale: bool = True
 
     seed: int = 0
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # parameters and optimiser stay float32
@@ -119,7 +125,9 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
     kwargs = {}
     for name, value in d.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        if hint is SkipClickConfig and isinstance(value, dict):
+            value = SkipClickConfig.from_dict(value)  # its encoder is one of two dataclasses
+        elif dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = _from_dict(hint, value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -135,11 +143,11 @@ def _paper(name: str) -> TrainConfig:
     return TrainConfig(name=name, model=MODEL_PRESETS[name]())
 
 
-def tiny() -> TrainConfig:
+def tiny(model: str = "tiny") -> TrainConfig:
     """A CPU-sized run with every code path of the full one: tiny model, 112 crops, small epochs."""
     return TrainConfig(
-        name="tiny",
-        model=SkipClickConfig.tiny(),
+        name=model,
+        model=MODEL_PRESETS[model](),
         data=TrainDataConfig(augment=AugmentConfig(crop_size=(112, 112)), min_object_area=100, epoch_len=64),
         batch_size=8,
         num_epochs=4,
@@ -151,8 +159,8 @@ def tiny() -> TrainConfig:
     )
 
 
-PRESETS: dict[str, Any] = {name: (lambda n=name: _paper(n)) for name in MODEL_PRESETS if name != "tiny"}
-PRESETS["tiny"] = tiny
+PRESETS: dict[str, Any] = {name: (lambda n=name: _paper(n)) for name in MODEL_PRESETS if not name.startswith("tiny")}
+PRESETS.update({name: (lambda n=name: tiny(n)) for name in MODEL_PRESETS if name.startswith("tiny")})
 
 
 def preset(name: str) -> TrainConfig:

@@ -63,19 +63,27 @@ def maybe_initialize_distributed() -> None:
 
 
 def initial_params(config: TrainConfig) -> dict[str, Any]:
-    """Fresh parameters (the original's init schemes) with the DINOv2 weights of `config.encoder_weights`."""
+    """Fresh parameters (the original's init schemes) with the encoder weights of `config.encoder_weights`
+    (DINOv2 or DINOv3 hub weights, or any other form `load_encoder` reads)."""
     params = init_params(config.model, config.seed)
+    family = config.model.encoder.family
     if not config.encoder_weights:
+        example = ("dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth" if family == "dinov3"
+                   else "dinov2_vitb14_reg4_pretrain.pth")
         warnings.warn(
-            "no encoder weights given (--encoder-weights): the DINOv2 encoder is RANDOMLY initialised and, "
+            f"no encoder weights given (--encoder-weights): the {family} encoder is RANDOMLY initialised and, "
             "being frozen, stays random — fine for smoke tests, useless for real training. Pass the hub "
-            "checkpoint, e.g. --encoder-weights dinov2_vitb14_reg4_pretrain.pth",
+            f"checkpoint, e.g. --encoder-weights {example}",
             stacklevel=2,
         )
         return params
     from ..weights import load_encoder
 
-    enc_config, enc_params = load_encoder(config.encoder_weights)
+    name = config.model.encoder_name if config.model.encoder_name.startswith(family) else None
+    enc_config, enc_params = load_encoder(config.encoder_weights, name=name)
+    if enc_config.family != family:
+        raise ValueError(f"{config.encoder_weights}: a {enc_config.family} encoder, but the model "
+                         f"({config.model.encoder_name}) needs a {family} one")
     if enc_config != config.model.encoder:
         raise ValueError(
             f"{config.encoder_weights}: encoder is {enc_config}, but the model expects {config.model.encoder}"

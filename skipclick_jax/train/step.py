@@ -3,7 +3,9 @@
 Per batch, with n ~ U{0, …, max_num_next_clicks} drawn once for the whole batch:
 
 1. prev = 0; the encoder runs once (its output does not depend on the clicks; the original reruns it per
-   simulated click with identical results because it is frozen, or unchanged within the step).
+   simulated click with identical results because it is frozen, or unchanged within the step). DINOv3
+   encoders run twice: plain for the simulated clicks, with the original's train-mode RoPE factors for the
+   loss pass (`TrainConfig.dinov3_train_rope_rescale`).
 2. n times, without gradient and in eval mode (no dropout): prev = sigmoid(decode(prev, points)), then
    one click per sample by the training click rule (`clicks.add_next_points`, on device).
 3. logits = decode(prev, points) in train mode (Dropout2d in the head); normalised focal loss; Adam.
@@ -22,7 +24,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from ..config import DinoV3Config
 from ..model import SkipClick
+from ..model.dinov3 import rope_rescale_factors
 from .clicks import add_next_points
 from .config import TrainConfig
 from .loss import batch_iou, normalized_focal_loss
@@ -76,18 +80,31 @@ def train_step(
     gt = batch["mask"][..., None].astype(jnp.float32)
     num_clicks = jax.random.randint(k_num, (), 0, config.max_num_next_clicks + 1)
 
-    def taps(params):
-        return model.apply({"params": params}, image, method=SkipClick.taps)
+    # DINOv3: the original's loss pass sees the encoder in train mode (random RoPE factors, one per block),
+    # the simulated clicks the plain encoder (see TrainConfig.dinov3_train_rope_rescale).
+    rope = None
+    if isinstance(config.model.encoder, DinoV3Config) and config.dinov3_train_rope_rescale:
+        rope = rope_rescale_factors(config.model.encoder, jax.random.fold_in(key, 3))
+
+    def taps(params, rope_scales=None):
+        return model.apply({"params": params}, image, rope_scales, method=SkipClick.taps)
+
+    def encoder_passes(params):
+        """Taps for the simulated clicks and for the loss pass (the same ones unless DINOv3 rescales)."""
+        plain = taps(params)
+        return plain, plain if rope is None else taps(params, rope)
 
     # A frozen encoder is run outside the differentiated function: no gradient work at all.
-    frozen_taps = None if config.model.train_encoder else taps(merge_params(state.params, state.frozen))
+    frozen = None if config.model.train_encoder else encoder_passes(merge_params(state.params, state.frozen))
 
     def loss_fn(trainable):
         params = merge_params(trainable, state.frozen)
-        image_taps = taps(params) if frozen_taps is None else frozen_taps
-        features = model.apply({"params": params}, image_taps, method=SkipClick.features_from_taps)
+        click_taps, loss_taps = encoder_passes(params) if frozen is None else frozen
+        features = model.apply({"params": params}, loss_taps, method=SkipClick.features_from_taps)
+        click_features = features if loss_taps is click_taps else model.apply(
+            {"params": params}, click_taps, method=SkipClick.features_from_taps)
         prev, points = simulate_clicks(
-            model, jax.lax.stop_gradient(params), jax.lax.stop_gradient(features), gt, batch["points"],
+            model, jax.lax.stop_gradient(params), jax.lax.stop_gradient(click_features), gt, batch["points"],
             num_clicks, k_clicks, method,
         )
         logits = model.apply(
