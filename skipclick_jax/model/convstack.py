@@ -20,20 +20,24 @@ from .layers import Dtype, gelu, layer_norm
 
 
 class DepthwiseConv(nn.Module):
-    """Depthwise k×k convolution, stride 1, zero padding k // 2 (output size = input size), with bias."""
+    """Depthwise k×k convolution, stride 1, zero padding k // 2 (output size = input size), with bias.
+
+    Written as a sum of k² shifted, per-channel-scaled copies of the padded input: XLA:CPU runs a grouped
+    `conv_general_dilated` 15–30× slower (measured at 32×32×768, 11×11: 204 ms vs 14 ms), and the sum is a
+    single fused elementwise loop on any backend.
+    """
 
     size: int
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        c = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.size, self.size, 1, c))
+        c, k = x.shape[-1], self.size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c)).astype(self.dtype)
         bias = self.param("bias", nn.initializers.zeros, (c,))
-        pad = self.size // 2
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1, 1), padding=[(pad, pad)] * 2,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+        h, w, pad = x.shape[1], x.shape[2], k // 2
+        padded = jnp.pad(x.astype(self.dtype), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        y = sum(padded[:, i:i + h, j:j + w] * kernel[i, j, 0] for i in range(k) for j in range(k))
         return y + bias.astype(self.dtype)
 
 
