@@ -8,7 +8,6 @@ import functools
 
 import jax
 import numpy as np
-import pytest
 
 from skipclick_jax.model import init_params
 from skipclick_jax.train.bench import synthetic_batch
@@ -32,19 +31,20 @@ def _first_step(name: str, rope_rescale: bool = True):
     return runs, state
 
 
-@pytest.mark.parametrize("name", ["tiny_dinov3", "tiny_convstack"])
-def test_step_trains_and_is_deterministic(name):
-    (first, again), state = _first_step(name)
-    assert first == again  # the random RoPE factors (DINOv3) come from the step's key
+def test_conv_stack_step_trains_and_is_deterministic():
+    (first, again), state = _first_step("tiny_convstack")
+    assert first == again
     assert np.isfinite(first["loss"]) and first["grad_norm"] > 0
     assert "encoder" not in state.params  # frozen encoder: no gradients, no Adam moments
 
 
 def test_dinov3_loss_pass_sees_the_rescaled_encoder():
     """Same step, same key: with the original's train-mode RoPE rescale the loss pass sees other encoder
-    features; the number of simulated clicks is drawn from the same key either way."""
-    (with_rescale, _), _ = _first_step("tiny_dinov3", True)
+    features; the factors come from the step's key (the same step twice gives the same result) and the number
+    of simulated clicks is drawn from the same key either way."""
+    (with_rescale, again), state = _first_step("tiny_dinov3", True)
     (without, _), _ = _first_step("tiny_dinov3", False)
+    assert with_rescale == again and np.isfinite(with_rescale["loss"]) and "encoder" not in state.params
     assert with_rescale["num_clicks"] == without["num_clicks"]
     assert with_rescale["loss"] != without["loss"] and with_rescale["grad_norm"] != without["grad_norm"]
 
