@@ -131,11 +131,11 @@ class DinoV2Encoder(nn.Module):
     def forward(self, x: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:
         gh, gw = x.shape[-2] // self.cfg.patch_size, x.shape[-1] // self.cfg.patch_size
         tokens = self.patch_embed(x)
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
         tokens = tokens + self.position_embedding(gh, gw)
         prefix = 1 + self.cfg.num_registers
         if self.cfg.num_registers:
-            tokens = torch.cat([tokens[:, :1], self.register_tokens.expand(len(x), -1, -1), tokens[:, 1:]], dim=1)
+            tokens = torch.cat([tokens[:, :1], self.register_tokens.expand(x.shape[0], -1, -1), tokens[:, 1:]], dim=1)
         out = {}
         for i, block in enumerate(self.blocks[: max(taps) + 1]):
             tokens = block(tokens)
@@ -233,7 +233,7 @@ class DinoV3Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:
         gh, gw = x.shape[-2] // self.cfg.patch_size, x.shape[-1] // self.cfg.patch_size
-        prefix = torch.cat([self.cls_token, self.storage_tokens], dim=1).expand(len(x), -1, -1)
+        prefix = torch.cat([self.cls_token, self.storage_tokens], dim=1).expand(x.shape[0], -1, -1)
         tokens = torch.cat([prefix, self.patch_embed(x)], dim=1)
         sin, cos = self.rope(gh, gw)
         out = {}
@@ -478,7 +478,7 @@ class TorchSkipClick(nn.Module):
         return self.feature_extractor.encoder((image - self.mean) / self.std, needed)
 
     def _grid_maps(self, taps: list[torch.Tensor], gh: int, gw: int) -> list[torch.Tensor]:
-        return [t.transpose(1, 2).reshape(len(t), -1, gh, gw) for t in taps]
+        return [t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw) for t in taps]
 
     def image_features(self, image: torch.Tensor) -> Features:
         """Everything the click step needs that depends on the image only (once per image)."""
@@ -499,7 +499,7 @@ class TorchSkipClick(nn.Module):
         h, w = prev_mask.shape[-2:]
         maps = torch.cat([prev_mask, click_maps(points, h, w, self.config.click_radius)], dim=1)
         x = self.backbone_mix(features["tokens"] + self.patch_embed_coords(maps), features["pos_embed"], (gh, gw))
-        x = x.transpose(1, 2).reshape(len(x), -1, gh, gw)
+        x = x.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
         if taps is not None:
             levels = self.neck(x, taps=self._grid_maps(taps, gh, gw))
         else:
