@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,22 @@ def _require_exporter() -> Any:
     return torch
 
 
+@contextlib.contextmanager
+def quiet_tracer() -> Iterator[None]:
+    """Silence the exporter's progress prints, its "torchvision is not installed" log lines and the tracing
+    stack's deprecation warnings: notes about torch internals, not about the model being exported."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(config: SkipClickConfig, params: Any, out_dir: str | Path, *, size: int | None = None,
                 overwrite: bool = False) -> Path:
     """Write `encoder.onnx`, `click.onnx` and `metadata.json` into `out_dir` (atomically: all or nothing).
@@ -95,7 +114,7 @@ def export_onnx(config: SkipClickConfig, params: Any, out_dir: str | Path, *, si
     batch = torch.export.Dim("batch", min=1)
     slots = torch.export.Dim("n", min=1)
     feature_dims = {n: {0: batch} for n in names}
-    with atomic_directory(out_dir, overwrite) as tmp, contextlib.redirect_stdout(io.StringIO()):
+    with atomic_directory(out_dir, overwrite) as tmp, quiet_tracer():
         torch.onnx.export(encoder, (image,), tmp / ENCODER_FILE, input_names=["image"], output_names=names,
                           dynamic_shapes={"image": {0: batch}}, dynamo=True, external_data=False,
                           opset_version=OPSET)
