@@ -94,13 +94,13 @@ def export_onnx(config: SkipClickConfig, params: Any, out_dir: str | Path, *, si
     check_expressible(config, params)
     torch = _require_exporter()
     from ..pytorch import torch_model
-    from .torch_graphs import ClickGraph, EncoderGraph, SkipClickGraph, freeze_size_constants
+    from .torch_graphs import ClickGraph, EncoderGraph, SkipClickGraph, click_model, freeze_size_constants
 
     model = torch_model(config, params)
     freeze_size_constants(model, size)
     pos_embed = fusion_pos_embed(SkipClick(config), params, size)
     encoder = EncoderGraph(model, size).eval()
-    click = (SkipClickGraph if config.skip_connections else ClickGraph)(model, size, pos_embed).eval()
+    click = (SkipClickGraph if config.skip_connections else ClickGraph)(click_model(model), size, pos_embed).eval()
 
     rng = np.random.default_rng(0)
     image = torch.from_numpy(rng.random((EXAMPLE_BATCH, 3, size, size), dtype=np.float32))

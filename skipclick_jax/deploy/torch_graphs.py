@@ -9,8 +9,11 @@ Layout NCHW: image (B, 3, S, S), tokens (B, g·g, D), FPN image terms (B, C, h, 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -27,20 +30,55 @@ def freeze_size_constants(model: nn.Module, size: int) -> None:
             encoder.rope = lambda gh, gw: (sin, cos)
 
 
+def first_layers(model: nn.Module) -> list[nn.Module]:
+    """The FPN branches' first layers, whose input is [fusion output (D channels), tap (D channels)]."""
+    neck = model.neck
+    return [neck.down_4[0], neck.down_8[0], neck.down_16[0], neck.down_32[0]]
+
+
+def input_half(layer: nn.Module, half: slice) -> torch.Tensor:
+    """The first layer's weight for the input channels `half` (ConvTranspose2d keeps inputs on axis 0)."""
+    w = layer.weight.detach()
+    return (w[half] if isinstance(layer, nn.ConvTranspose2d) else w[:, half]).clone()
+
+
 class EncoderGraph(nn.Module):
-    """image (B, 3, S, S) in [0, 1] → (tokens, skip0..skip3) (the skips only with skip connections)."""
+    """image (B, 3, S, S) in [0, 1] → (tokens, skip0..skip3) (the skips only with skip connections).
+
+    The skips are the tap halves of the FPN first layers (bias included); only those weight halves are
+    stored, not the whole layers (which would hold the click halves twice over the pair).
+    """
 
     def __init__(self, model: nn.Module, size: int):
         super().__init__()
         self.model, self.grid = model, size // model.config.patch_size
+        self.layers = first_layers(model) if model.config.skip_connections else []
+        image_half = slice(model.config.dim, 2 * model.config.dim)
+        for k, layer in enumerate(self.layers):
+            self.register_buffer(f"image_weight{k}", input_half(layer, image_half))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         taps = self.model.taps(image)
         tokens = self.model.fuse(torch.cat(taps, dim=-1)) if self.model.config.fuse_taps else taps[0]
-        if not self.model.config.skip_connections:
-            return (tokens,)
-        maps = [t.transpose(1, 2).reshape(t.shape[0], -1, self.grid, self.grid) for t in taps]
-        return (tokens, *self.model.neck.image_terms(maps))
+        terms = []
+        for k, (layer, tap) in enumerate(zip(self.layers, taps, strict=False)):
+            x = tap.transpose(1, 2).reshape(tap.shape[0], -1, self.grid, self.grid)
+            w = getattr(self, f"image_weight{k}")
+            if isinstance(layer, nn.ConvTranspose2d):
+                terms.append(F.conv_transpose2d(x, w, layer.bias, stride=layer.stride))
+            else:
+                terms.append(F.conv2d(x, w, layer.bias, stride=layer.stride))
+        return (tokens, *terms)
+
+
+def click_model(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose FPN first layers hold their click halves only: with the image terms given,
+    the model only ever reads input channels 0..D−1 of them, so the graph need not store the rest."""
+    clone = copy.deepcopy(model)
+    if clone.config.skip_connections:
+        for layer in first_layers(clone):
+            layer.weight = nn.Parameter(input_half(layer, slice(0, clone.config.dim)), requires_grad=False)
+    return clone
 
 
 class ClickGraph(nn.Module):
