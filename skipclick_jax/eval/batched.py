@@ -125,7 +125,7 @@ def _split_offsets(offsets: ClickOffsets, n: int, flip: bool) -> tuple[jax.Array
     return dy2, dx2
 
 
-def _exact_step(engine_ref: Callable[[], ClickEngine], params: Any, tokens: jax.Array, skip: Any,
+def _exact_step(engine_ref: Callable[[], ClickEngine], variables: Any, tokens: jax.Array, skip: Any,
                 pos_embed: jax.Array, prevs: tuple[jax.Array, ...], offsets: ClickOffsets,
                 active: jax.Array) -> jax.Array:
     """(B, 1, S, S, 1) probabilities: the engine's batch-1 click step mapped over the slots."""
@@ -136,13 +136,13 @@ def _exact_step(engine_ref: Callable[[], ClickEngine], params: Any, tokens: jax.
     def one(args: Any) -> jax.Array:
         tok, sk, p, a, b, on = args
         run = lambda: engine.click_step(  # noqa: E731 - the engine's own batch-1 step, same arithmetic
-            params, ImageFeatures(tok, sk, pos_embed), p, ClickOffsets(a, b))
+            variables, ImageFeatures(tok, sk, pos_embed), p, ClickOffsets(a, b))
         return jax.lax.cond(on, run, lambda: jnp.zeros_like(p))
 
     return jax.lax.map(one, (tokens, skip, prev, dy2, dx2, active))
 
 
-def _vectorized_step(engine_ref: Callable[[], ClickEngine], params: Any, tokens: jax.Array, skip: Any,
+def _vectorized_step(engine_ref: Callable[[], ClickEngine], variables: Any, tokens: jax.Array, skip: Any,
                      pos_embed: jax.Array, prevs: tuple[jax.Array, ...], offsets: ClickOffsets,
                      active: jax.Array) -> jax.Array:
     """(B, 1, S, S, 1) probabilities from one batched click step over all slots (idle ones included)."""
@@ -151,7 +151,7 @@ def _vectorized_step(engine_ref: Callable[[], ClickEngine], params: Any, tokens:
     # Slot-major (B, F, ...) → the engine's feature layout [images | mirrored images] (F·B, ...).
     flat = lambda x: x.swapaxes(0, 1).reshape(-1, *x.shape[2:])  # noqa: E731
     features = ImageFeatures(flat(tokens), None if skip is None else tuple(map(flat, skip)), pos_embed)
-    return engine.click_step(params, features, jnp.concatenate(prevs), offsets)[:, None]
+    return engine.click_step(variables, features, jnp.concatenate(prevs), offsets)[:, None]
 
 
 class BatchedEvaluator:
@@ -222,7 +222,7 @@ class BatchedEvaluator:
         offsets = self.engine.encode_clicks([[] if s is None else s.network_clicks for s in group.slots])
         active = self.engine.put(np.array([s is not None for s in group.slots]))
         pool = group.pool
-        return self._step(self.engine.params, pool.tokens, pool.skip, pool.pos_embed, prevs, offsets, active)
+        return self._step(self.engine.variables, pool.tokens, pool.skip, pool.pos_embed, prevs, offsets, active)
 
     def run(self, samples: Iterable[Any], on_done: Callable[[SampleResult], None] | None = None
             ) -> Iterator[tuple[int, SampleResult]]:

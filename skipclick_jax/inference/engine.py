@@ -1,6 +1,8 @@
 """The compiled per-image and per-click computations behind sessions, the evaluator and the benchmark.
 
-`ClickEngine` owns three kinds of jitted functions, each compiled once per shape and reused:
+`ClickEngine` prepares its weights once (`prepare_variables`: kernels in the compute dtype, the FPN first
+layers split into click and image halves) and owns three kinds of jitted functions of those variables, each
+compiled once per shape and reused:
 
 - `encode`: images (B, S, S, 3) → `ImageFeatures` (with flip TTA: of [images, mirrored images]);
 - `click_logits` / `click`: (features, previous mask, encoded clicks) → logits / flip-averaged
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..model.clicks import ClickOffsets, click_offsets
 from ..model.resize import resize_bilinear
-from ..model.skipclick import ImageFeatures, SkipClick
+from ..model.skipclick import ImageFeatures, SkipClick, prepare_variables
 
 Click = tuple[float, float, bool]  # (y, x, is_positive) in network-input pixels
 
@@ -60,8 +62,9 @@ class ClickEngine:
     """Compiled encode / click step for one network input size S.
 
     Args:
-        model: a `SkipClick` module (its `dtype` is the compute dtype).
-        params: its parameters (kept on device).
+        model: a `SkipClick` module (its `dtype` is the compute dtype of matmuls and convolutions).
+        params: its float32 parameters; the engine keeps them (`params`) and the prepared `variables` the
+            compiled steps take, both on `device`.
         size: the network input side S (a multiple of the patch size).
         flip: horizontal-flip test-time augmentation (logits of the image and its mirror averaged).
         capacity: point slots per sign (≥ 1); grows in steps of `capacity` if a session needs more.
@@ -79,6 +82,7 @@ class ClickEngine:
         self._capacity_lock = threading.Lock()  # sessions on several threads may share an engine
         self.device = device if device is not None else jax.devices()[0]
         self.params = self.put(params)
+        self.variables = jax.jit(prepare_variables, static_argnums=0)(model, self.params)
         self._encode = jax.jit(self.encode_step)
         self._logits = jax.jit(self._logits_impl)
         self._click = jax.jit(self.click_step, donate_argnums=(2,))
@@ -86,13 +90,13 @@ class ClickEngine:
         self._to_image = jax.jit(self._to_image_impl, static_argnums=(1,))
 
     # --- pure implementations (jitted in __init__) --------------------------------------------
-    def encode_step(self, params: Any, images: jax.Array) -> ImageFeatures:
-        """The encode as a pure function of (params, images) (unjitted; flip TTA included)."""
-        if self.flip:
-            images = jnp.concatenate([images, _flip_w(images)], axis=0)
-        return self.model.apply({"params": params}, images, method=SkipClick.encode)
+    def encode_step(self, variables: Any, images: jax.Array) -> ImageFeatures:
+        """The encode as a pure function of (`variables`, images) (unjitted; flip TTA included)."""
+        return self.model.apply(variables, self.encode_inputs(images), method=SkipClick.encode)
 
-    def _logits_impl(self, params: Any, features: ImageFeatures, prev: jax.Array, offsets: ClickOffsets) -> jax.Array:
+    def decode_inputs(self, features: ImageFeatures, prev: jax.Array) -> tuple[ImageFeatures, jax.Array]:
+        """The features and previous masks as the model's decode takes them: with flip TTA the mirrored
+        masks are appended, and features of fewer images than masks are repeated (K objects of one image)."""
         if self.flip:
             prev = jnp.concatenate([prev, _flip_w(prev)], axis=0)
         n_feat, n = features.tokens.shape[0], prev.shape[0]
@@ -101,16 +105,28 @@ class ClickEngine:
             rep = lambda t: jnp.repeat(t, n // n_feat, axis=0)  # noqa: E731
             terms = None if features.skip_terms is None else tuple(map(rep, features.skip_terms))
             features = features.replace(tokens=rep(features.tokens), skip_terms=terms)
-        return self.model.apply({"params": params}, features, prev, offsets, method=SkipClick.decode)
+        return features, prev
 
-    def click_step(self, params: Any, features: ImageFeatures, prev: jax.Array, offsets: ClickOffsets) -> jax.Array:
-        """The click step as a pure function of (params, features, prev, offsets) → probabilities (unjitted),
-        for callers composing it into their own compiled programs (e.g. the batched evaluator)."""
-        logits = self._logits_impl(params, features, prev, offsets)
+    def probabilities(self, logits: jax.Array) -> jax.Array:
+        """Logits of the decode batch → probabilities (flip TTA: averaged as logits, SPEC 3.3)."""
         if self.flip:
             half = logits.shape[0] // 2
-            logits = 0.5 * (logits[:half] + _flip_w(logits[half:]))  # averaged as logits (SPEC 3.3)
+            logits = 0.5 * (logits[:half] + _flip_w(logits[half:]))
         return jax.nn.sigmoid(logits)
+
+    def _logits_impl(self, variables: Any, features: ImageFeatures, prev: jax.Array,
+                     offsets: ClickOffsets) -> jax.Array:
+        features, prev = self.decode_inputs(features, prev)
+        return self.model.apply(variables, features, prev, offsets, method=SkipClick.decode)
+
+    def click_step(self, variables: Any, features: ImageFeatures, prev: jax.Array, offsets: ClickOffsets) -> jax.Array:
+        """The click step as a pure function of (`variables`, features, prev, offsets) → probabilities
+        (unjitted), for callers composing it into their own compiled programs (e.g. the batched evaluator)."""
+        return self.probabilities(self._logits_impl(variables, features, prev, offsets))
+
+    def encode_inputs(self, images: jax.Array) -> jax.Array:
+        """The images as the model's encode takes them (flip TTA: the mirrored images appended)."""
+        return jnp.concatenate([images, _flip_w(images)], axis=0) if self.flip else images
 
     def _to_network_impl(self, x: jax.Array) -> jax.Array:
         return resize_bilinear(x, (self.size, self.size), align_corners=True)
@@ -126,7 +142,7 @@ class ClickEngine:
     def encode(self, images: jax.Array | np.ndarray) -> ImageFeatures:
         """Encode (B, S, S, 3) float RGB images in [0, 1] (already at the network size)."""
         images = images.astype(jnp.float32) if isinstance(images, jax.Array) else np.asarray(images, np.float32)
-        return self._encode(self.params, self.put(images))
+        return self._encode(self.variables, self.put(images))
 
     def encode_clicks(self, clicks_per_item: list[list[Click]]) -> ClickOffsets:
         """Clicks (network coordinates) → device `ClickOffsets`, growing the capacity if needed."""
@@ -140,11 +156,11 @@ class ClickEngine:
 
     def click_logits(self, features: ImageFeatures, prev: jax.Array, clicks: list[list[Click]]) -> jax.Array:
         """Raw logits (B·(2 if flip), S, S, 1) of the click step (no averaging), mostly for tests."""
-        return self._logits(self.params, self.put(features), self.put(prev), self.encode_clicks(clicks))
+        return self._logits(self.variables, self.put(features), self.put(prev), self.encode_clicks(clicks))
 
     def click(self, features: ImageFeatures, prev: jax.Array, clicks: list[list[Click]]) -> jax.Array:
         """Probabilities (B, S, S, 1) for each item's clicks; `prev` (B, S, S, 1) is consumed (donated)."""
-        return self._click(self.params, self.put(features), self.put(prev), self.encode_clicks(clicks))
+        return self._click(self.variables, self.put(features), self.put(prev), self.encode_clicks(clicks))
 
     def to_network(self, prob: jax.Array) -> jax.Array:
         """(B, H, W, C) → (B, S, S, C), bilinear align_corners=True (the evaluation's ZoomIn resize)."""

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .layers import Dtype, gelu, layer_norm
+from .layers import Dense, Dtype, gelu, layer_norm
 
 
 class DepthwiseConv(nn.Module):
@@ -33,12 +33,16 @@ class DepthwiseConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c, k = x.shape[-1], self.size
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c)).astype(self.dtype)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c))
         bias = self.param("bias", nn.initializers.zeros, (c,))
         h, w, pad = x.shape[1], x.shape[2], k // 2
-        padded = jnp.pad(x.astype(self.dtype), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        # Operands rounded to the compute dtype, products and sums in float32 (as `matmul`): a product of
+        # two bf16 values is exact in float32, so this is bf16 × bf16 → f32 accumulation.
+        as_operand = lambda t: t.astype(self.dtype).astype(jnp.float32)  # noqa: E731
+        padded = jnp.pad(as_operand(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        kernel = as_operand(kernel)
         y = sum(padded[:, i:i + h, j:j + w] * kernel[i, j, 0] for i in range(k) for j in range(k))
-        return y + bias.astype(self.dtype)
+        return y + bias
 
 
 class ModulationBlock(nn.Module):
@@ -51,17 +55,17 @@ class ModulationBlock(nn.Module):
         d, dt = self.dim, self.dtype
         ls1 = self.param("layer_scale_1", nn.initializers.constant(1e-6), (d,))
         ls2 = self.param("layer_scale_2", nn.initializers.constant(1e-6), (d,))
-        dense = lambda n, name: nn.Dense(n, dtype=dt, name=name)  # noqa: E731 - 1×1 convolutions
+        dense = lambda n, name: Dense(n, dtype=dt, name=name)  # noqa: E731 - 1×1 convolutions
 
-        n = layer_norm("attn_norm", dt)(x)
+        n = layer_norm("attn_norm")(x)
         a = DepthwiseConv(11, dt, name="attn_a_dw")(gelu(dense(d, "attn_a")(n)))
         y = dense(d, "attn_proj")(a * dense(d, "attn_v")(n))
-        x = x + y * ls1.astype(y.dtype)
+        x = x + y * ls1
 
-        h = gelu(dense(int(d * self.mlp_ratio), "mlp_fc1")(layer_norm("mlp_norm", dt)(x)))
+        h = gelu(dense(int(d * self.mlp_ratio), "mlp_fc1")(layer_norm("mlp_norm")(x)))
         h = h + gelu(DepthwiseConv(3, dt, name="mlp_pos")(h))
         y = dense(d, "mlp_fc2")(h)
-        return x + y * ls2.astype(y.dtype)
+        return x + y * ls2
 
 
 class ModulationStack(nn.Module):

@@ -64,11 +64,11 @@ class DinoV2(nn.Module):
         self.param("mask_token", nn.initializers.zeros, (1, d))
 
         tokens = PatchConv(d, p, self.dtype, name="patch_embed")(x).reshape(b, gh * gw, d)
-        tokens = jnp.concatenate([jnp.broadcast_to(cls_token.astype(tokens.dtype), (b, 1, d)), tokens], 1)
-        tokens = tokens + resized_pos_embed(pos_embed, cfg, (gh, gw)).astype(tokens.dtype)
+        tokens = jnp.concatenate([jnp.broadcast_to(cls_token, (b, 1, d)), tokens], 1)
+        tokens = tokens + resized_pos_embed(pos_embed, cfg, (gh, gw))
         if cfg.num_registers:
             registers = self.param("register_tokens", normal, (1, cfg.num_registers, d))
-            registers = jnp.broadcast_to(registers.astype(tokens.dtype), (b, cfg.num_registers, d))
+            registers = jnp.broadcast_to(registers, (b, cfg.num_registers, d))
             tokens = jnp.concatenate([tokens[:, :1], registers, tokens[:, 1:]], axis=1)
 
         skip = 1 + cfg.num_registers
@@ -85,7 +85,7 @@ class DinoV2(nn.Module):
             if i in taps:
                 outputs[i] = tokens[:, skip:].reshape(b, gh, gw, d)
         if self.is_initializing():
-            layer_norm("norm", self.dtype)(tokens)
+            layer_norm("norm")(tokens)
         return [outputs[t] for t in taps]
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..config import DinoV3Config
-from .layers import Dtype, Mlp, PatchConv, attention, layer_norm
+from .layers import Dense, Dtype, Mlp, PatchConv, attention, layer_norm, matmul
 
 TWO_PI = np.float32(2 * np.pi)  # the original multiplies by float(2π) rounded to float32
 
@@ -75,13 +75,13 @@ class MaskedBiasDense(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
-        y = x.astype(self.dtype) @ kernel.astype(self.dtype)
+        y = matmul(x, kernel, self.dtype)
         if not self.use_bias:
             return y
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         d = self.features // 3
         mask = self.param("bias_mask", lambda _, s: jnp.ones(s).at[d:2 * d].set(0.0), (self.features,))
-        return y + (bias * jax.lax.stop_gradient(mask)).astype(self.dtype)
+        return y + bias * jax.lax.stop_gradient(mask)
 
 
 class RopeAttention(nn.Module):
@@ -100,8 +100,8 @@ class RopeAttention(nn.Module):
         q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.num_heads, self.dim // self.num_heads), 2, 0)
         prefix = n - sin.shape[0]
         q, k = apply_rope(q, sin, cos, prefix), apply_rope(k, sin, cos, prefix)
-        out = attention(q, k, v, self.implementation).reshape(b, n, self.dim)
-        return nn.Dense(self.dim, dtype=self.dtype, name="proj")(out)
+        out = attention(q, k, v, self.implementation, self.dtype).reshape(b, n, self.dim)
+        return Dense(self.dim, dtype=self.dtype, name="proj")(out)
 
 
 class SwiGLU3(nn.Module):
@@ -112,9 +112,9 @@ class SwiGLU3(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        gate = nn.Dense(self.hidden, dtype=self.dtype, name="w1")(x)
-        value = nn.Dense(self.hidden, dtype=self.dtype, name="w2")(x)
-        return nn.Dense(x.shape[-1], dtype=self.dtype, name="w3")(jax.nn.silu(gate) * value)
+        gate = Dense(self.hidden, dtype=self.dtype, name="w1")(x)
+        value = Dense(self.hidden, dtype=self.dtype, name="w2")(x)
+        return Dense(x.shape[-1], dtype=self.dtype, name="w3")(jax.nn.silu(gate) * value)
 
 
 class Block(nn.Module):
@@ -130,11 +130,11 @@ class Block(nn.Module):
         ls1 = self.param("ls1", nn.initializers.constant(1e-5), (d,))
         ls2 = self.param("ls2", nn.initializers.constant(1e-5), (d,))
         attn = RopeAttention(d, cfg.num_heads, cfg.qkv_bias, self.dtype, self.attention, name="attn")
-        y = attn(layer_norm("norm1", self.dtype, eps=1e-5)(x), sin, cos)
-        x = x + y * ls1.astype(y.dtype)
+        y = attn(layer_norm("norm1", eps=1e-5)(x), sin, cos)
+        x = x + y * ls1
         ffn = SwiGLU3 if cfg.ffn == "swiglu" else Mlp
-        y = ffn(cfg.hidden_dim, self.dtype, name="mlp")(layer_norm("norm2", self.dtype, eps=1e-5)(x))
-        return x + y * ls2.astype(y.dtype)
+        y = ffn(cfg.hidden_dim, self.dtype, name="mlp")(layer_norm("norm2", eps=1e-5)(x))
+        return x + y * ls2
 
 
 class DinoV3(nn.Module):
@@ -166,12 +166,12 @@ class DinoV3(nn.Module):
         periods = jax.lax.stop_gradient(periods)
 
         patches = PatchConv(d, p, self.dtype, name="patch_embed")(x).reshape(b, gh * gw, d)
-        prefix = jnp.broadcast_to(jnp.concatenate([cls_token, storage], axis=1).astype(patches.dtype),
+        prefix = jnp.broadcast_to(jnp.concatenate([cls_token, storage], axis=1),
                                   (b, 1 + cfg.num_registers, d))
         tokens = jnp.concatenate([prefix, patches], axis=1)
-        final_norm = layer_norm("norm", self.dtype, eps=1e-5)
+        final_norm = layer_norm("norm", eps=1e-5)
         if cfg.local_cls_norm and self.is_initializing():  # carried for lossless conversion; unused here
-            layer_norm("local_cls_norm", self.dtype, eps=1e-5)(tokens)
+            layer_norm("local_cls_norm", eps=1e-5)(tokens)
 
         fixed = rope_tables(periods, gh, gw) if rope_scales is None else None
         outputs = {}

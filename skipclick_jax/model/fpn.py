@@ -12,11 +12,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .layers import ConvTranspose2x2, Dtype, deconv2x2, gelu, group_norm, patch_conv
+from .layers import (
+    ConvTranspose2x2,
+    Dense,
+    Dtype,
+    deconv_interleave,
+    deconv_matrix,
+    gelu,
+    group_norm,
+    matmul,
+    patch_rows,
+)
 
 
 class _FirstLayer(nn.Module):
-    """The first layer of a branch over `in_dim` input channels, applicable to a channel slice."""
+    """The first layer of a branch over `in_dim` input channels, applicable to a channel slice.
+
+    The layer is one GEMM (patch rows × matrix, or pixels × matrix then a 2×2 interleave). Its matrix for a
+    channel slice comes from the "prepared" collection when an engine has stored it there (`prepare`), so
+    the per-click step does not slice, relayout and cast the kernel on every call; otherwise it is built
+    from the kernel (training, the plain forward). Both give the same numbers.
+    """
 
     kind: str  # "deconv" (ConvT 2×2/2), "conv1" (1×1) or "conv2" (2×2/2)
     features: int
@@ -28,12 +44,27 @@ class _FirstLayer(nn.Module):
         self.kernel = self.param("kernel", nn.initializers.lecun_normal(), (*shape, self.in_dim, self.features))
         self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
 
+    def matrix(self, start: int, count: int) -> jax.Array:
+        """The GEMM matrix of input channels [start, start + count)."""
+        name = f"matrix_{start}_{count}"
+        if self.has_variable("prepared", name):
+            return self.get_variable("prepared", name)
+        k = self.kernel[:, :, start : start + count]
+        return deconv_matrix(k) if self.kind == "deconv" else k.reshape(-1, self.features)
+
+    def prepare(self, count: int) -> None:
+        """Store the matrices of the `count`-channel slices (the click and image halves) in the compute dtype."""
+        for start in range(0, self.in_dim, count):
+            self.put_variable("prepared", f"matrix_{start}_{count}", self.matrix(start, count).astype(self.dtype))
+
     def apply_slice(self, x: jax.Array, start: int, with_bias: bool) -> jax.Array:
         """The layer applied to input channels [start, start + C) only (C = x's channel count)."""
-        k = self.kernel[:, :, start : start + x.shape[-1]].astype(self.dtype)
-        x = x.astype(self.dtype)
-        y = deconv2x2(x, k) if self.kind == "deconv" else patch_conv(x, k)
-        return y + self.bias.astype(self.dtype) if with_bias else y
+        m = self.matrix(start, x.shape[-1])
+        if self.kind == "deconv":
+            y = deconv_interleave(matmul(x, m, self.dtype))
+        else:
+            y = matmul(patch_rows(x, self.kernel.shape[0]), m, self.dtype)
+        return y + self.bias if with_bias else y
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.apply_slice(x, 0, with_bias=True)
@@ -60,18 +91,18 @@ class SimpleFPN(nn.Module):
         self.down_8_deconv = _FirstLayer("deconv", c8, in_dim, dt)
         self.down_16_conv = _FirstLayer("conv1", self.out_dims[2], in_dim, dt)
         self.down_32_conv2 = _FirstLayer("conv2", c32, in_dim, dt)
-        self.down_4_norm1 = group_norm(dtype=dt)
+        self.down_4_norm1 = group_norm()
         self.down_4_deconv2 = ConvTranspose2x2(c4 // 2, dt)
-        self.down_4_norm2 = group_norm(dtype=dt)
-        self.down_4_conv = nn.Dense(self.out_dims[0], dtype=dt)
-        self.down_4_norm3 = group_norm(dtype=dt)
-        self.down_8_norm1 = group_norm(dtype=dt)
-        self.down_8_conv = nn.Dense(self.out_dims[1], dtype=dt)
-        self.down_8_norm2 = group_norm(dtype=dt)
-        self.down_16_norm = group_norm(dtype=dt)
-        self.down_32_norm1 = group_norm(dtype=dt)
-        self.down_32_conv = nn.Dense(self.out_dims[3], dtype=dt)
-        self.down_32_norm2 = group_norm(dtype=dt)
+        self.down_4_norm2 = group_norm()
+        self.down_4_conv = Dense(self.out_dims[0], dtype=dt)
+        self.down_4_norm3 = group_norm()
+        self.down_8_norm1 = group_norm()
+        self.down_8_conv = Dense(self.out_dims[1], dtype=dt)
+        self.down_8_norm2 = group_norm()
+        self.down_16_norm = group_norm()
+        self.down_32_norm1 = group_norm()
+        self.down_32_conv = Dense(self.out_dims[3], dtype=dt)
+        self.down_32_norm2 = group_norm()
 
     def image_terms(self, taps: list[jax.Array]) -> tuple[jax.Array, ...]:
         """Image-only halves of the four first layers (tap channels, bias folded in): once per image."""
@@ -80,6 +111,12 @@ class SimpleFPN(nn.Module):
         pairs = zip(self._firsts(), taps, strict=True)
         return tuple(layer.apply_slice(t, self.dim, with_bias=True) for layer, t in pairs)
 
+    def prepare(self) -> None:
+        """Store the first layers' per-slice matrices (see `_FirstLayer`): click and image halves with skip
+        connections, the whole layer without."""
+        for layer in self._firsts():
+            layer.prepare(self.dim)
+
     def _firsts(self) -> tuple[_FirstLayer, ...]:
         return (self.down_4_deconv1, self.down_8_deconv, self.down_16_conv, self.down_32_conv2)
 
@@ -87,7 +124,7 @@ class SimpleFPN(nn.Module):
         layer = self._firsts()[k]
         if term is None:
             return layer(x)
-        return layer.apply_slice(x, 0, with_bias=False) + term.astype(self.dtype)
+        return layer.apply_slice(x, 0, with_bias=False) + term
 
     def __call__(self, x: jax.Array, terms: tuple[jax.Array, ...] | None = None) -> list[jax.Array]:
         """`x`: (B, g, g, D) fusion output; `terms`: `image_terms(taps)` when skip connections are on."""

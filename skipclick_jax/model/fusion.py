@@ -37,7 +37,7 @@ class FusionTransformer(nn.Module):
         return resize_bicubic(table, grid).reshape(1, grid[0] * grid[1], self.dim)
 
     def __call__(self, tokens: jax.Array, pos_embed: jax.Array) -> jax.Array:
-        x = tokens + pos_embed.astype(tokens.dtype)
+        x = tokens + pos_embed
         for block in self.blocks:
             x = block(x)
         return x

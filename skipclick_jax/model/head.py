@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .layers import ConvTranspose2x2, Dtype, gelu, group_norm
+from .layers import ConvTranspose2x2, Dense, Dtype, gelu, group_norm, matmul
 from .resize import resize_bilinear
 
 
@@ -18,9 +18,9 @@ class _UpConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = group_norm("norm1", self.dtype)(ConvTranspose2x2(self.features, self.dtype, name="deconv")(x))
-        x = nn.Dense(self.features, dtype=self.dtype, name="conv")(x)
-        return gelu(group_norm("norm2", self.dtype)(x))
+        x = group_norm("norm1")(ConvTranspose2x2(self.features, self.dtype, name="deconv")(x))
+        x = Dense(self.features, dtype=self.dtype, name="conv")(x)
+        return gelu(group_norm("norm2")(x))
 
 
 class _SlicedConv1x1(nn.Module):
@@ -36,10 +36,10 @@ class _SlicedConv1x1(nn.Module):
 
     def apply_slice(self, x: jax.Array, start: int) -> jax.Array:
         """Contribution of input channels [start, start + C) (C = x's channels), without the bias."""
-        return x @ self.kernel[start : start + x.shape[-1]].astype(self.dtype)
+        return matmul(x, self.kernel[start : start + x.shape[-1]], self.dtype)
 
     def add_bias(self, x: jax.Array) -> jax.Array:
-        return x + self.bias.astype(self.dtype)
+        return x + self.bias
 
 
 class SegHead(nn.Module):
@@ -62,7 +62,7 @@ class SegHead(nn.Module):
         # float rounding, ~3.5× less work than convolving the 4·width-channel concatenation at full size.
         x = sum(
             resize_bilinear(
-                fusion.apply_slice(nn.relu(nn.Dense(width, dtype=self.dtype, name=f"convs_{k}")(f)), k * width),
+                fusion.apply_slice(nn.relu(Dense(width, dtype=self.dtype, name=f"convs_{k}")(f)), k * width),
                 size,
                 align_corners=False,
             )
@@ -79,4 +79,4 @@ class SegHead(nn.Module):
             x = up2(x)
         # Dropout2d: whole channels, per sample.
         x = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="conv_seg")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="conv_seg")(x)

@@ -7,6 +7,8 @@ padding. Output: logits (B, S, S, 1) at the input size. S must be a multiple of 
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import flax.struct
 import jax
@@ -21,7 +23,7 @@ from .dinov3 import DinoV3
 from .fpn import SimpleFPN
 from .fusion import FusionTransformer
 from .head import SegHead
-from .layers import Dtype, PatchConv
+from .layers import Dense, Dtype, PatchConv
 from .resize import resize_bilinear
 
 
@@ -60,7 +62,7 @@ class SkipClick(nn.Module):
         encoder = DinoV3 if isinstance(cfg.encoder, DinoV3Config) else DinoV2
         self.encoder = encoder(cfg.encoder, dt, self.attention)
         if cfg.fuse_taps:
-            self.fuse = nn.Dense(cfg.dim, dtype=dt)
+            self.fuse = Dense(cfg.dim, dtype=dt)
         self.click_embed = PatchConv(cfg.dim, cfg.patch_size, dt)
         if cfg.fusion_block == "conv":
             self.fusion = ModulationStack(cfg.dim, cfg.fusion_depth, cfg.fusion_mlp_ratio, dt)
@@ -100,12 +102,26 @@ class SkipClick(nn.Module):
 
     def features_from_taps(self, taps: list[jax.Array]) -> ImageFeatures:
         """The image-only decoder work on precomputed taps (`encode` = `features_from_taps` ∘ `taps`)."""
-        cfg = self.config
-        tokens = self.fuse(jnp.concatenate(taps, axis=-1)) if cfg.fuse_taps else taps[0]
-        grid = tokens.shape[1:3]
-        skip_terms = self.neck.image_terms(taps) if cfg.skip_connections else None
-        pos_embed = self.fusion.position_embedding(grid) if cfg.fusion_block == "transformer" else None
-        return ImageFeatures(tokens, skip_terms, pos_embed)
+        tokens = self.fuse_taps(taps)
+        return ImageFeatures(tokens, self.skip_terms(taps), self.position_embedding(tokens.shape[1:3]))
+
+    # The stages of `features_from_taps` (see `skipclick bench --breakdown`).
+    def fuse_taps(self, taps: list[jax.Array]) -> jax.Array:
+        """The image tokens entering the fusion stack: the linear fusion of the taps, or the first tap."""
+        return self.fuse(jnp.concatenate(taps, axis=-1)) if self.config.fuse_taps else taps[0]
+
+    def skip_terms(self, taps: list[jax.Array]) -> tuple[jax.Array, ...] | None:
+        """The image halves of the FPN first layers (None without skip connections)."""
+        return self.neck.image_terms(taps) if self.config.skip_connections else None
+
+    def position_embedding(self, grid: tuple[int, int]) -> jax.Array | None:
+        """The fusion transformer's position embedding for a token grid (None for the conv stack)."""
+        return self.fusion.position_embedding(grid) if self.config.fusion_block == "transformer" else None
+
+    def prepare(self) -> None:
+        """Fill the "prepared" collection with the weight layouts the cached inference steps reuse (call with
+        `mutable="prepared"`; see `prepare_variables`)."""
+        self.neck.prepare()
 
     # --- per-click work -----------------------------------------------------------------------
     def decode(
@@ -133,22 +149,57 @@ class SkipClick(nn.Module):
         if features.tokens.shape[0] not in (1, b):
             raise ValueError(f"features of {features.tokens.shape[0]} images for a batch of {b} (give 1 or {b})")
 
+        x = self.embed_clicks(features, prev_mask, offsets)
+        x = self.fuse_clicks(x, features)
+        logits = self.head_logits(self.neck(x, features.skip_terms), train=train)
+        return self.upsample_logits(logits, (h, w))
+
+    # The stages of `decode`, each usable on its own (`skipclick bench --breakdown` times them separately).
+    def embed_clicks(self, features: ImageFeatures, prev_mask: jax.Array, offsets: ClickOffsets) -> jax.Array:
+        """Click maps [prev mask, positive disks, negative disks] → patch embedding + the image tokens."""
         maps = jnp.concatenate([prev_mask.astype(jnp.float32), disk_maps(offsets, self.config.click_radius)], -1)
-        x = features.tokens + self.click_embed(maps)
-        b = x.shape[0]
+        return features.tokens + self.click_embed(maps)
+
+    def fuse_clicks(self, x: jax.Array, features: ImageFeatures) -> jax.Array:
+        """The fusion stack (transformer with the resized position embedding, or the conv stack) on (B, g, g, D)."""
         if self.config.fusion_block == "conv":
-            x = self.fusion(x)
-        else:
-            x = self.fusion(x.reshape(b, gh * gw, -1), features.pos_embed).reshape(b, gh, gw, -1)
-        pyramid = self.neck(x, features.skip_terms)
-        logits = self.head(pyramid, train=train).astype(jnp.float32)
-        return resize_bilinear(logits, (h, w), align_corners=True)
+            return self.fusion(x)
+        b, gh, gw, d = x.shape
+        return self.fusion(x.reshape(b, gh * gw, d), features.pos_embed).reshape(b, gh, gw, d)
+
+    def head_logits(self, pyramid: list[jax.Array], train: bool = False) -> jax.Array:
+        """The segmentation head on the feature pyramid: float32 logits at the head's resolution."""
+        return self.head(pyramid, train=train).astype(jnp.float32)
+
+    @staticmethod
+    def upsample_logits(logits: jax.Array, size: tuple[int, int]) -> jax.Array:
+        """The final bilinear (align_corners=True) resize of the logits to the input size."""
+        return resize_bilinear(logits, size, align_corners=True)
 
     def __call__(
         self, image: jax.Array, prev_mask: jax.Array, points: jax.Array | np.ndarray, train: bool = False
     ) -> jax.Array:
         """The original forward: logits (B, S, S, 1) for image + previous mask + clicks."""
         return self.decode(self.encode(image), prev_mask, points, train=train)
+
+
+def prepare_variables(model: SkipClick, params: Any) -> dict[str, Any]:
+    """The variables an inference engine applies the model with, built once per engine.
+
+    Every kernel is stored in the compute dtype (the layers' casts become no-ops) and the FPN first layers'
+    click / image halves in their GEMM layouts (the "prepared" collection), so a jitted step neither casts
+    nor relays weights per call. `model.apply(prepare_variables(model, params), ...)` gives exactly the
+    outputs of `model.apply({"params": params}, ...)`.
+    """
+    dtype = jnp.dtype(model.dtype)
+
+    def cast(path: tuple, x: jax.Array) -> jax.Array:
+        is_kernel = getattr(path[-1], "key", None) == "kernel"
+        return x.astype(dtype) if is_kernel and x.dtype != dtype else x
+
+    params = jax.tree_util.tree_map_with_path(cast, params)
+    _, state = model.apply({"params": params}, method=SkipClick.prepare, mutable="prepared")
+    return {"params": params, "prepared": state["prepared"]}
 
 
 def _dummy_inputs(config: SkipClickConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
