@@ -10,12 +10,13 @@ import sys
 COMMAND_MODULES = [
     "skipclick_jax.weights.convert",
     "skipclick_jax.demo",
-    "skipclick_jax.inference.bench",
+    "skipclick_jax.bench.command",
     "skipclick_jax.train.bench",
     "skipclick_jax.weights.export",
     "skipclick_jax.annotate.command",
     "skipclick_jax.train.command",
     "skipclick_jax.eval.command",
+    "skipclick_jax.eval.agreement",
 ]
 
 

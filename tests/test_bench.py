@@ -15,6 +15,7 @@ def test_bench_tiny_end_to_end(tmp_path, capsys):
     assert cli(argv) == 0
     text = capsys.readouterr().out
     assert "apply_click p50" in text and "fraction of 1.0 TFLOP/s peak" in text
+    assert "PyTorch float32 (original semantics)" in text and "PyTorch autocast(bf16)" in text
     result = json.loads(out.read_text())
     rows = result["rows"]
     assert [(r["size"], r["dtype"], r["batch"]) for r in rows] == [(112, "float32", 1), (112, "bfloat16", 1)]
@@ -26,7 +27,8 @@ def test_bench_tiny_end_to_end(tmp_path, capsys):
             assert 0 < t["p50_ms"] <= t["p90_ms"] and t["cold_ms"] > 0
         assert r["click_gflop"] > 0 and r["encode_gflop"] > r["click_gflop"] / 10
         assert 0 < r["click_peak_fraction"] < 1
-    assert rows[0]["torch"]["apply_click"]["calls"] == 10 and rows[1]["torch"] is None
+    assert rows[0]["torch"]["apply_click"]["calls"] == 10 and not rows[0]["torch"]["autocast_bfloat16"]
+    assert rows[1]["torch"]["autocast_bfloat16"]  # bf16 rows are compared with PyTorch under autocast
     assert text.count("—") >= 4  # the four missing p99 figures
 
 
@@ -46,3 +48,39 @@ def test_bench_compare_torch_needs_no_source_checkout(tmp_path, monkeypatch, cap
         importlib.import_module("tests.torch_reference")
     assert cli(["bench", "--preset", "tiny", "--sizes", "112", "--calls", "1", "--compare-torch"]) == 0
     assert "apply_click p50" in capsys.readouterr().out
+
+
+def test_bench_breakdown_plots_and_json(tmp_path, capsys):
+    """--breakdown: every stage of encode and click compiled and timed on its own, with FLOPs, bytes,
+    memory and the roofline (peaks measured here); the stages compose to the fused step; plots and JSON."""
+    out, plots = tmp_path / "bench.json", tmp_path / "plots"
+    argv = ["bench", "--preset", "tiny", "--sizes", "112,140", "--calls", "2", "--breakdown", "--measure-peaks",
+            "--plot", str(plots), "--json", str(out), "--markdown", str(tmp_path / "table.md")]
+    assert cli(argv) == 0
+    text = capsys.readouterr().out
+    assert "sum of stages" in text and "JAX float32" in text
+    result = json.loads(out.read_text())
+    assert result["peaks"]["gbps"] > 0 and result["peaks"]["tflops"]["float32"] > 0
+    assert [(b["size"], b["dtype"]) for b in result["breakdowns"]] == [(112, "float32"), (140, "float32")]
+    for b in result["breakdowns"]:
+        encode, click = b["breakdown"]["encode"], b["breakdown"]["click"]
+        assert [s["stage"] for s in encode["stages"]] == ["encoder", "fuse taps", "FPN image halves",
+                                                          "position embedding"]
+        assert [s["stage"] for s in click["stages"]] == ["click maps + patch embed", "fusion stack", "FPN", "head",
+                                                         "final resize"]
+        for part in (encode, click):
+            # The stages run one after the other are the step: same output up to float rounding.
+            assert part["max_abs_diff"] <= 1e-5, part["max_abs_diff"]
+            assert part["sum_ms"] == sum(s["p50_ms"] for s in part["stages"])
+            for row in [*part["stages"], part["fused"]]:
+                assert row["p50_ms"] > 0 and row["gbytes"] > 0 and row["memory"]["peak"] > 0
+                assert row["bound_ms"] > 0 and row["roof"] in ("compute", "memory")
+            # The heavy stages do the FLOPs: their sum is the fused step's count (cost analysis per program).
+            flops = sum(s["gflop"] for s in part["stages"])
+            assert abs(flops - part["fused"]["gflop"]) <= 0.02 * part["fused"]["gflop"], (flops, part["fused"])
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == ["latency_vs_size.png", "roofline_112_float32_b1.png", "roofline_140_float32_b1.png",
+                     "stages_112_float32_b1.png", "stages_140_float32_b1.png"]
+    assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    table = (tmp_path / "table.md").read_text()
+    assert "skipclick bench --preset tiny --sizes 112,140" in table and table.count("| JAX float32 |") == 2
