@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                     result = breakdown(engine, images, bench_clicks(batch, size), args.calls, peaks)
                     breakdowns.append({"size": size, "dtype": dtype, "batch": batch, "breakdown": result})
             if args.onnx:
-                from ..deploy.bench import time_onnx_pair
+                from ..deploy.timing import time_onnx_pair
 
                 for batch in args.batches:
                     t = time_onnx_pair(args.onnx, size, batch, args.calls)
