@@ -47,9 +47,11 @@ def check_input(spec: dict[str, Any], value: Any, dims: dict[str, int]) -> None:
             if g != w:
                 raise ValueError(f"{name}: expected shape {want}, got {value.shape} (axis {axis} must be {w})")
             continue
-        if g < 1 or (w.startswith("2*") and g % 2):
-            raise ValueError(f"{name}: axis {axis} ({w}) must be {'an even number' if w.startswith('2*') else 'a'} "
-                             f">= {2 if w.startswith('2*') else 1}, got {g}")
+        if w.startswith("2*") and (g < 2 or g % 2):
+            raise ValueError(f"{name}: axis {axis} ({w}) must be an even number >= 2 (N positive, then N negative "
+                             f"slots), got {g}")
+        if g < 1:
+            raise ValueError(f"{name}: axis {axis} ({w}) must be >= 1, got {g}")
         if dims.setdefault(w, g) != g:
             raise ValueError(f"{name}: axis {axis} is the {w} dimension, {dims[w]} for the earlier inputs, got {g}")
 

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from skipclick_jax.cli import main
 from skipclick_jax.config import SkipClickConfig
 from skipclick_jax.deploy import UnsupportedExport
 from skipclick_jax.deploy.stablehlo import export_stablehlo
@@ -43,6 +44,8 @@ def test_wrapper_rejects_wrong_shapes_and_dtypes(tiny_onnx):
         pair.click(features, prev, points.astype(np.float32))
     with pytest.raises(ValueError, match="points: axis 1 \\(2\\*n\\) must be an even number"):
         pair.click(features, prev, np.full((2, 3, 3), -1.0))
+    with pytest.raises(ValueError, match="image: axis 0 \\(batch\\) must be >= 1, got 0"):
+        pair.encode(np.zeros((0, 3, SIZE, SIZE), np.float32))
     with pytest.raises(ValueError, match="prev_mask: axis 0 is the batch dimension, 2 for the earlier inputs, got 1"):
         pair.click(features, prev[:1], points)
     with pytest.raises(ValueError, match=re.escape("features: expected the encoder's outputs ['tokens', 'skip0'")):
@@ -98,8 +101,10 @@ def test_stablehlo_failure_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch
     assert _leftovers(tmp_path) == []
 
 
-def test_command_refusals(tiny_checkpoint, tmp_path):
+def test_command_refusals(tiny_checkpoint, tmp_path, capsys):
     path = tiny_checkpoint[0]
+    assert main(["export", str(path), str(tmp_path / "e"), "--format", "stablehlo", "--size", "100"]) == 2
+    assert "error: network size 100 must be a positive multiple of the patch size 14" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="--format onnx exports a whole SkipClick model"):
         export_checkpoint(path, tmp_path / "a", fmt="onnx", dinov2_only=True)
     with pytest.raises(CheckpointError, match="--size applies to --format onnx / stablehlo only"):
