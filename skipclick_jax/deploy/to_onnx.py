@@ -122,7 +122,8 @@ def export_onnx(config: SkipClickConfig, params: Any, out_dir: str | Path, *, si
                           input_names=[*names, "prev_mask", "points"], output_names=["logits", "probabilities"],
                           dynamic_shapes={**feature_dims, "prev_mask": {0: batch}, "points": {0: batch, 1: 2 * slots}},
                           dynamo=True, external_data=False, opset_version=OPSET)
-        docs = ["fused image tokens"] + ["image half of an FPN first layer (NCHW)"] * (len(names) - 1)
+        docs = ["image tokens entering the fusion stack (B, g·g, D)"]
+        docs += ["image half of an FPN first layer (NCHW)"] * (len(names) - 1)
         feature_specs = [tensor_spec(n, ("batch", *f.shape[1:]), "float32", d)
                          for n, f, d in zip(names, features, docs, strict=True)]
         mask_shape = ("batch", 1, size, size)
