@@ -32,7 +32,11 @@ def _fused_attention() -> Iterator[None]:
     from ..model import layers
 
     original = layers.attention
-    layers.attention = lambda q, k, v, implementation="auto": original(q, k, v, "fused")
+
+    def fused(q, k, v, implementation="auto", *rest, **kwargs):  # any further arguments pass through
+        return original(q, k, v, "fused", *rest, **kwargs)
+
+    layers.attention = fused
     try:
         yield
     finally:

@@ -185,7 +185,7 @@ def add_next_points(
         gt: same layout, labels (> 0.5 = foreground).
         points: (B, 2N, 3) click rows; positives in rows < N.
         click_index: t >= 1 (may be traced); the click is written to row N - t or 2N - t as (row, col, t).
-        key: PRNG key; each sample draws from its own fold of it.
+        key: PRNG key, each sample drawing from its own split of it; or one key per sample (B,).
         method: distance transform algorithm ("relax" or "raster"; same result).
 
     Returns:
@@ -194,7 +194,9 @@ def add_next_points(
     if prob.ndim == 4:
         prob, gt = prob[..., 0], gt[..., 0]
     fn_dt, fp_dt = error_distances(prob, gt, method=method)
-    keys = jax.random.split(key, prob.shape[0])
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    per_sample = key.ndim == (1 if typed else 2)
+    keys = key if per_sample else jax.random.split(key, prob.shape[0])
     valid, positive, coords = jax.vmap(next_click)(fn_dt, fp_dt, keys)
     n = points.shape[1] // 2
     t = jnp.asarray(click_index, jnp.int32)

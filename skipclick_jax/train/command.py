@@ -6,6 +6,12 @@
 
 Rerunning the same command after an interruption resumes from the newest checkpoint in the workdir.
 The trained weights are in <workdir>/export (`skipclick_jax.load_checkpoint("<workdir>/export")`).
+
+Several processes (hosts): run the same command in each with JAX_COORDINATOR_ADDRESS=HOST:PORT,
+JAX_NUM_PROCESSES=N and JAX_PROCESS_ID=i (or under SLURM / Open MPI, which JAX detects).
+
+Exit status: 0 done, 3 non-finite loss, 4 stalled (a peer process died; rerun to resume), 143 stopped by
+a signal after a checkpoint.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ def register(subparsers) -> None:
     p.add_argument("--compilation-cache", type=Path,
                    help="persistent XLA compilation cache (default <workdir>/compilation_cache; 'none' = off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--profile-steps", metavar="A:B",
+                   help="write a jax.profiler trace of global steps A..B to <workdir>/profile (process 0)")
+    p.add_argument("--peak-tflops", type=float,
+                   help="peak TFLOP/s of one device: the metrics then include MFU (model FLOPs utilisation)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.set_defaults(run=run)
 
@@ -64,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from .config import apply_overrides, load_config
-    from .loop import NonFiniteLossError, describe, maybe_initialize_distributed, train
+    from .distributed import maybe_initialize_distributed
+    from .loop import NonFiniteLossError, describe, parse_profile_steps, train
 
     maybe_initialize_distributed()  # before anything touches a device
     config = apply_overrides(load_config(args.config), list(args.overrides) + list(args.extra_overrides))
@@ -72,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, data_source=args.data)
     if args.encoder_weights:
         config = dataclasses.replace(config, encoder_weights=str(args.encoder_weights))
+    profile = parse_profile_steps(args.profile_steps) if args.profile_steps else None
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        raise ValueError(f"--peak-tflops must be positive, got {args.peak_tflops}")
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
@@ -80,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # the random-encoder warning must not be swallowed
         try:
-            result = train(config, args.workdir, max_steps=args.max_steps, progress=not args.no_progress)
+            result = train(config, args.workdir, max_steps=args.max_steps, progress=not args.no_progress,
+                           profile_steps=profile, peak_tflops=args.peak_tflops)
         except NonFiniteLossError as e:
             print(f"skipclick train: {e}", file=sys.stderr)
             return EXIT_NONFINITE

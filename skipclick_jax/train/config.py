@@ -36,7 +36,10 @@ class TrainConfig:
     encoder_weights: str = ""
 
     # Optimisation (Adam, no weight decay; MultiStepLR stepped per epoch).
-    batch_size: int = 32  # global; split over devices and hosts
+    batch_size: int = 32  # global, per optimiser step; split over devices and hosts
+    # Gradient accumulation: the batch of a step is cut into this many micro-batches whose gradients are
+    # averaged inside the jitted step (same data stream, same update as one step on the whole batch).
+    grad_accum_steps: int = 1
     num_epochs: int = 55
     learning_rate: float = 5e-5
     adam_b1: float = 0.9
@@ -67,6 +70,23 @@ class TrainConfig:
     # Refresh <workdir>/export (load_checkpoint format) at each checkpoint; otherwise only when the run ends.
     export_with_checkpoints: bool = True
     log_every_steps: int = 25
+    # A process whose step makes no progress for this long exits with a clear message (a peer died and the
+    # collectives would wait forever); compilation, checkpoints and evaluation are not counted. 0 = off.
+    watchdog_timeout_s: float = 600.0
+
+    # Evaluation during training: every `eval_every_steps` (0 = off) the NoC protocol (SPEC 3) on
+    # `eval_data` (any `skipclick evaluate --datasets` entry: folder:PATH, coco-json:PATH, GrabCut, ...;
+    # names resolve below `eval_data_root`), at the training size, on at most `eval_max_samples` objects
+    # (0 = all). The best parameters by `best_metric` (lower is better for NoC, higher for mIoU@k) are kept
+    # in <workdir>/best beside <workdir>/export.
+    eval_every_steps: int = 0
+    eval_data: str = ""
+    eval_data_root: str = ""
+    eval_max_clicks: int = 20
+    eval_max_samples: int = 0
+    eval_batch: int = 4
+    eval_flip: bool = True
+    best_metric: str = "NoC@90"
     num_workers: int = 4  # Grain worker processes per host (0 = in-process)
     prefetch_batches: int = 2
 
@@ -91,6 +111,17 @@ class TrainConfig:
             raise ValueError("keep_checkpoints must be >= 1 and checkpoint cadences >= 0")
         if self.log_every_steps < 1:
             raise ValueError("log_every_steps must be >= 1")
+        if self.grad_accum_steps < 1 or self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"grad_accum_steps {self.grad_accum_steps} must be >= 1 and divide batch_size "
+                             f"{self.batch_size} (batch_size is the batch of one optimiser step)")
+        if self.watchdog_timeout_s < 0:
+            raise ValueError("watchdog_timeout_s must be >= 0 (0 = off)")
+        if self.eval_every_steps < 0 or self.eval_max_samples < 0 or self.eval_max_clicks < 1 or self.eval_batch < 1:
+            raise ValueError("eval_every_steps and eval_max_samples must be >= 0, eval_max_clicks and eval_batch >= 1")
+        if self.eval_every_steps and not self.eval_data:
+            raise ValueError("eval_every_steps is set but eval_data is empty (e.g. --set eval_data=folder:PATH)")
+        if self.best_metric not in BEST_METRICS:
+            raise ValueError(f"best_metric must be one of {', '.join(BEST_METRICS)}, not {self.best_metric!r}")
 
     # --- derived quantities -------------------------------------------------------------------
     @property
@@ -133,6 +164,17 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+#: Metrics `best_metric` may name: NoC (fewer clicks is better) and mIoU after k clicks (higher is better).
+BEST_METRICS = ("NoC@80", "NoC@85", "NoC@90", "mIoU@1", "mIoU@3", "mIoU@5")
+
+
+def metric_is_better(name: str, new: float, old: float | None) -> bool:
+    """Whether `new` beats `old` for metric `name` (NoC: lower; mIoU@k: higher)."""
+    if old is None:
+        return True
+    return new < old if name.startswith("NoC") else new > old
 
 
 # --- presets ----------------------------------------------------------------------------------

@@ -1,16 +1,23 @@
 """The training loop: data → sharded step → metrics, checkpoints, export; resumable and multi-host.
 
-One process per host (`jax.distributed` is initialised from the usual cluster environment variables);
-every process feeds its shard of the global batch (`shard_index = jax.process_index()`) and the arrays
-are assembled with `jax.make_array_from_process_local_data`. All decisions (logging, checkpoints, the
-NaN stop) depend only on the step and on replicated values, so the processes stay in lockstep.
+One process per host (`jax.distributed` is initialised from the usual cluster environment variables, see
+`distributed`); every process feeds its shard of the global batch (`shard_index = jax.process_index()`)
+and the arrays are assembled with `jax.make_array_from_process_local_data`. All decisions (logging,
+checkpoints, evaluation, the NaN stop) depend only on the step and on replicated values, so the
+processes stay in lockstep. Files are written by process 0 only (metrics.jsonl, TensorBoard, export/,
+best/, the profile); Orbax writes the checkpoint cooperatively (each process its iterator state).
+
+The step is compiled ahead of the first step (`lower(...).compile()`), then the processes meet at a
+barrier, so a process that loads the executable from the cache does not wait for the others inside the
+first collective. The loop waits for each step's metrics before the next one: this gives the step time
+split (waiting for data vs the step on the devices) and lets the watchdog see a stalled step; Grain's
+prefetch threads keep loading meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -25,9 +32,11 @@ import numpy as np
 from ..model import init_params
 from .checkpointing import EXPORT_DIR, TrainCheckpointer, export_params
 from .config import TrainConfig
+from .distributed import Watchdog, barrier, maybe_initialize_distributed
 from .metrics_writer import MetricsWriter
 from .state import abstract_train_state, batch_sharding, create_train_state, make_mesh, make_optimizer
 from .step import make_train_step
+from .throughput import StepTimer, flops_per_image, postfix
 
 CONFIG_FILE = "train_config.json"
 # Fields that define the data stream and the parameter tree: a resumed run must not change them.
@@ -45,21 +54,6 @@ class TrainResult:
     export_dir: Path  # `load_checkpoint` directory holding the parameters of `step`
     last_metrics: dict[str, float] = field(default_factory=dict)
     stopped_by_signal: bool = False
-
-
-def maybe_initialize_distributed() -> None:
-    """`jax.distributed.initialize()` when launched as one of several processes; must run before JAX
-    touches a device. Explicit: JAX_COORDINATOR_ADDRESS (+ JAX_NUM_PROCESSES, JAX_PROCESS_ID); otherwise
-    JAX's cluster auto-detection (SLURM, Open MPI, Kubernetes, TPU pods) when SLURM/MPI report > 1 task."""
-    env = os.environ
-    explicit = "JAX_COORDINATOR_ADDRESS" in env
-    multi = explicit or int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-    if not multi or jax.distributed.is_initialized():
-        return
-    kwargs = {}
-    if explicit and "JAX_NUM_PROCESSES" in env and "JAX_PROCESS_ID" in env:
-        kwargs = {"num_processes": int(env["JAX_NUM_PROCESSES"]), "process_id": int(env["JAX_PROCESS_ID"])}
-    jax.distributed.initialize(**kwargs)
 
 
 def initial_params(config: TrainConfig) -> dict[str, Any]:
@@ -147,6 +141,35 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def host_dataset(config: TrainConfig, source: Any, process_index: int, process_count: int, *,
+                 with_index: bool = False) -> Any:
+    """This process's shard of the training stream: per global step, `batch_size / process_count`
+    consecutive draws of the step's global batch (disjoint across processes, their union the stream of
+    a single process; see `skipclick_jax.data.grain_pipeline`). `with_index` adds each sample's global
+    draw index (tests)."""
+    from ..data import make_train_dataset
+
+    if config.batch_size % process_count:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {process_count} processes")
+    return make_train_dataset(
+        source, config.data, seed=config.seed, batch_size=config.batch_size // process_count,
+        shard_index=process_index, shard_count=process_count, num_workers=config.num_workers,
+        num_epochs=config.num_epochs, prefetch_buffer_size=config.prefetch_batches, with_index=with_index,
+    )
+
+
+def parse_profile_steps(text: str) -> tuple[int, int]:
+    """`A:B` → (A, B): trace global steps A..B inclusive (1-based, as logged)."""
+    first, sep, last = text.partition(":")
+    try:
+        a, b = int(first), int(last if sep else first)
+    except ValueError:
+        raise ValueError(f"--profile-steps {text!r}: expected A:B, e.g. 10:12") from None
+    if a < 1 or b < a:
+        raise ValueError(f"--profile-steps {text!r}: need 1 <= A <= B")
+    return a, b
+
+
 def train(
     config: TrainConfig,
     workdir: str | Path,
@@ -154,22 +177,26 @@ def train(
     source: Any = None,
     max_steps: int | None = None,
     progress: bool = True,
+    profile_steps: tuple[int, int] | None = None,
+    peak_tflops: float | None = None,
 ) -> TrainResult:
     """Train (or resume) the run described by `config` in `workdir`.
 
     Args:
         config: the run; `config.data_source` is opened unless `source` is given.
         workdir: holds checkpoints, exported parameters, metrics.jsonl and tensorboard/; an existing
-            checkpoint there is resumed exactly (parameters, optimiser, step, RNG and data position).
+            checkpoint there is resumed exactly (parameters, optimiser, step, RNG and data position), also
+            when it was written by a different number of processes.
         source: a record source (overrides `config.data_source`), e.g. a `CocoLvisSource`.
         max_steps: stop (with a checkpoint) once this global step is reached; the run stays resumable.
         progress: show a progress bar (process 0).
+        profile_steps: (A, B): process 0 writes a `jax.profiler` trace of global steps A..B to
+            <workdir>/profile (TensorBoard's profile plugin or Perfetto open it).
+        peak_tflops: peak TFLOP/s of one device; adds `mfu` (model FLOPs utilisation) to the metrics.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf; checkpoints and export hold the last good state.
     """
-    from ..data import make_train_dataset
-
     maybe_initialize_distributed()
     workdir = Path(workdir).absolute()
     is_chief = jax.process_index() == 0
@@ -180,25 +207,28 @@ def train(
 
     mesh = make_mesh()
     n_dev, n_proc = mesh.size, jax.process_count()
-    if config.batch_size % n_dev:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {n_dev} devices")
+    micro = config.batch_size // config.grad_accum_steps
+    if micro % n_dev:
+        raise ValueError(f"the micro-batch (batch_size {config.batch_size} / grad_accum_steps "
+                         f"{config.grad_accum_steps} = {micro}) is not divisible by the {n_dev} devices")
     if source is None:
         if not config.data_source:
             raise ValueError("no training data: pass --data KIND:PATH (or set data_source)")
         from .data_source import open_source
 
         source = open_source(config.data_source)
-    dataset = make_train_dataset(
-        source, config.data, seed=config.seed, batch_size=config.batch_size // n_proc,
-        shard_index=jax.process_index(), shard_count=n_proc, num_workers=config.num_workers,
-        num_epochs=config.num_epochs, prefetch_buffer_size=config.prefetch_batches,
-    )
-    data_iter = iter(dataset)
+    data_iter = iter(host_dataset(config, source, jax.process_index(), n_proc))
+    evaluator = None
+    if config.eval_every_steps:
+        from .evaluation import TrainEvaluator
+
+        evaluator = TrainEvaluator(config, workdir)  # opens the held-out set now: a bad path fails early
 
     tx = make_optimizer(config)
     checkpointer = TrainCheckpointer(workdir, config)
     if checkpointer.latest_step() is not None:
-        state = checkpointer.restore(abstract_train_state(config, mesh, tx), data_iter)
+        state = checkpointer.restore(abstract_train_state(config, mesh, tx), data_iter,
+                                     num_workers=config.num_workers)
     else:
         state = create_train_state(config, initial_params(config), mesh, tx)
     step_fn = make_train_step(config, mesh, tx, state)
@@ -212,7 +242,9 @@ def train(
     bar = _progress_bar(start, config.total_steps, enabled=progress and is_chief)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     last_metrics: dict[str, float] = {}
-    timer = [time.perf_counter(), 0]  # (start of the interval, images in it; 0 = first step, not timed)
+    timer = StepTimer()
+    flops = flops_per_image(config) if peak_tflops and is_chief else None
+    profiler = _Profiler(workdir / "profile", profile_steps, enabled=is_chief)
 
     def flush() -> None:
         """Fetch pending metrics, log them, and stop on a non-finite loss."""
@@ -222,17 +254,16 @@ def train(
         rows = []
         for step, values in zip((s for s, _ in pending), jax.device_get([m for _, m in pending]), strict=True):
             rows.append({"step": step, "epoch": (step - 1) // spe, **{k: float(v) for k, v in values.items()}})
-        now = time.perf_counter()
         interval = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("step", "epoch")}
-        if timer[1]:
-            interval["images_per_sec"] = timer[1] / (now - timer[0])
-            rows[-1]["images_per_sec"] = interval["images_per_sec"]
-        timer[:] = [now, 0]
+        timing = timer.summary(flops, peak_tflops, n_dev)
+        interval.update(timing)
+        rows[-1].update(timing)
+        timer.reset()
         writer.write_steps(rows)
         writer.write_summary(rows[-1]["step"], interval)
         last_metrics = {"step": rows[-1]["step"], **interval}
         if bar is not None:
-            bar.set_postfix(_postfix(interval), refresh=False)
+            bar.set_postfix(postfix(interval), refresh=False)
             bar.update(rows[-1]["step"] - bar.n)
         pending.clear()
         bad = [r for r in rows if not math.isfinite(r["loss"])]
@@ -251,23 +282,44 @@ def train(
         checkpointer.save(state, data_iter)
         if config.export_with_checkpoints:
             export(state)
-        timer[0] = time.perf_counter()  # images/s measures training, not checkpointing
+
+    def evaluate(state, step: int) -> None:
+        row = evaluator.evaluate(state.full_params())
+        improved = evaluator.update_best(step, row, config.model, state.full_params())
+        writer.write_eval(step, row, improved)
+        last_metrics.update({f"eval/{k}": v for k, v in row.items()})
 
     stopped_by_signal = False
     try:
-        with _SignalFlag(enabled=n_proc == 1) as flag:
+        # Compile before the first step and line the processes up (see the module docstring).
+        first = _global_batch(next(data_iter), sharding) if start < end else None
+        if first is not None:
+            step_fn = _compiled(step_fn, state, first)
+            barrier("skipclick_train_compiled", timeout_s=3600)
+        watchdog = Watchdog(config.watchdog_timeout_s if n_proc > 1 else 0)
+        with _SignalFlag(enabled=n_proc == 1) as flag, watchdog:
             for step in range(start, end):
-                local = next(data_iter)
-                batch = {k: jax.make_array_from_process_local_data(sharding, local[k]) for k in local}
-                state, metrics = step_fn(state, batch)
                 done = step + 1
+                t0 = time.perf_counter()
+                batch = first if step == start else _global_batch(next(data_iter), sharding)
+                t1 = time.perf_counter()
+                profiler.before(done)
+                with jax.profiler.StepTraceAnnotation("train", step_num=done):
+                    state, metrics = step_fn(state, batch)
+                    jax.block_until_ready(metrics)
+                profiler.after(done)
+                watchdog.beat()
+                timer.add(t1 - t0, time.perf_counter() - t1, global_batch)
                 pending.append((done, metrics))
-                timer[1] += global_batch if step > start else 0
                 if step == start or done % config.log_every_steps == 0:
-                    flush()  # the first step (with compilation) is logged alone and not timed
-                stop = _should_stop(flag, checkpointer, done, n_proc)
-                if done % config.checkpoint_interval == 0 or done == end or stop:
-                    save(state)
+                    flush()  # the first step is logged alone
+                with watchdog.paused():
+                    if evaluator is not None and done % config.eval_every_steps == 0:
+                        flush()
+                        evaluate(state, done)
+                    stop = _should_stop(flag, checkpointer, done, n_proc)
+                    if done % config.checkpoint_interval == 0 or done == end or stop:
+                        save(state)
                 if stop and done < end:
                     stopped_by_signal = True
                     break
@@ -279,11 +331,45 @@ def train(
                 export(state)
         checkpointer.wait()
     finally:
+        profiler.close()
         checkpointer.close()
         writer.close()
         if bar is not None:
             bar.close()
     return TrainResult(final, workdir, export_dir, last_metrics, stopped_by_signal)
+
+
+def _global_batch(local: dict[str, np.ndarray], sharding: Any) -> dict[str, jax.Array]:
+    """This process's rows → global arrays sharded over all devices of all processes."""
+    return {k: jax.make_array_from_process_local_data(sharding, local[k]) for k in local}
+
+
+def _compiled(step_fn: Any, state: Any, batch: dict[str, jax.Array]) -> Any:
+    """The step compiled ahead of time for these shapes (a plain function, e.g. a test's wrapper, as is)."""
+    lower = getattr(step_fn, "lower", None)
+    return lower(state, batch).compile() if lower is not None else step_fn
+
+
+class _Profiler:
+    """A `jax.profiler` trace of global steps A..B (process 0), written to `directory`."""
+
+    def __init__(self, directory: Path, steps: tuple[int, int] | None, enabled: bool) -> None:
+        self.directory, self.steps, self.enabled = directory, steps, enabled and steps is not None
+        self.active = False
+
+    def before(self, step: int) -> None:
+        if self.enabled and not self.active and step == self.steps[0]:
+            jax.profiler.start_trace(str(self.directory))
+            self.active = True
+
+    def after(self, step: int) -> None:
+        if self.active and step >= self.steps[1]:
+            self.close()
+
+    def close(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False
 
 
 def _should_stop(flag: _SignalFlag, checkpointer: TrainCheckpointer, step: int, n_proc: int) -> bool:
@@ -305,13 +391,6 @@ def _nonfinite_message(row: dict[str, Any], checkpointer: TrainCheckpointer, exp
     return (f"training stopped: the loss is {row['loss']} at step {row['step']} (epoch {row['epoch']}); "
             f"the state after it was not saved and {where}. Rerunning the same command resumes from there "
             "and will meet the same batches; lower learning_rate or check the data first.")
-
-
-def _postfix(values: dict[str, float]) -> dict[str, str]:
-    out = {"loss": f"{values['loss']:.4f}", "iou": f"{values['iou']:.3f}", "lr": f"{values['lr']:.1e}"}
-    if "images_per_sec" in values:
-        out["img/s"] = f"{values['images_per_sec']:.1f}"
-    return out
 
 
 def _progress_bar(start: int, total: int, enabled: bool):

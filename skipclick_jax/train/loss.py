@@ -50,6 +50,13 @@ def batch_iou(logits: jax.Array, labels: jax.Array, threshold: float = 0.49) -> 
     images whose prediction ∪ ground truth is empty are left out of the mean; a batch where every image
     is empty scores 1.
     """
+    total, count = batch_iou_parts(logits, labels, threshold)
+    return iou_from_parts(total, count)
+
+
+def batch_iou_parts(logits: jax.Array, labels: jax.Array, threshold: float = 0.49) -> tuple[jax.Array, jax.Array]:
+    """(sum of the IoUs of the non-empty images, their number): what `batch_iou` averages; the parts of
+    several micro-batches add up to those of the whole batch (gradient accumulation)."""
     axes = tuple(range(1, logits.ndim))
     pred = (jax.nn.sigmoid(logits.astype(jnp.float32)) > threshold) & (labels != IGNORE_LABEL)
     gt = labels > 0.5
@@ -57,5 +64,9 @@ def batch_iou(logits: jax.Array, labels: jax.Array, threshold: float = 0.49) -> 
     inter = jnp.sum(pred & gt, axis=axes)
     valid = union > 0
     iou = jnp.where(valid, inter / jnp.maximum(union, 1), 0.0)
-    count = jnp.sum(valid)
-    return jnp.where(count > 0, jnp.sum(iou) / jnp.maximum(count, 1), 1.0)
+    return jnp.sum(iou), jnp.sum(valid)
+
+
+def iou_from_parts(total: jax.Array, count: jax.Array) -> jax.Array:
+    """`batch_iou` from `batch_iou_parts` (1 when every image is empty)."""
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 1.0)

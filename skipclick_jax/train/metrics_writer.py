@@ -72,6 +72,19 @@ class MetricsWriter:
                 self._events.add_scalar(f"train/{name}", float(value), step)
         self._events.flush()
 
+    def write_eval(self, step: int, values: dict[str, float], improved: bool = False) -> None:
+        """An evaluation: one JSON line `{"step", "eval/<name>": ..., "eval/best": bool}` (names as
+        `skipclick evaluate` writes them: NoC@85, NoC@90, mIoU@k, ...) and TensorBoard scalars
+        `eval/<name>` with "@" written "_" (TensorBoard's tag alphabet: eval/NoC_90, eval/mIoU_1)."""
+        if not self.enabled:
+            return
+        row = {"step": step, **{f"eval/{k}": float(v) for k, v in values.items()}, "eval/best": improved}
+        self._jsonl.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+        self._jsonl.flush()
+        for name, value in values.items():
+            self._events.add_scalar(f"eval/{name.replace('@', '_')}", float(value), step)
+        self._events.flush()
+
     def close(self) -> None:
         if self.enabled:
             self._jsonl.close()
