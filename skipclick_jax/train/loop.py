@@ -323,12 +323,13 @@ def train(
                 if stop and done < end:
                     stopped_by_signal = True
                     break
-            flush()
-            final = int(jax.device_get(state.step))
-            if final != checkpointer.latest_step():
-                save(state)
-            if exported[0] != final:  # without per-checkpoint exports, export once at the end
-                export(state)
+            with watchdog.paused():
+                flush()
+                final = int(jax.device_get(state.step))
+                if final != checkpointer.latest_step():
+                    save(state)
+                if exported[0] != final:  # without per-checkpoint exports, export once at the end
+                    export(state)
         checkpointer.wait()
     finally:
         profiler.close()
@@ -410,4 +411,8 @@ def describe(config: TrainConfig) -> str:
         f"{config.num_epochs} epochs × {config.steps_per_epoch} steps, Adam lr {config.learning_rate} "
         f"(×{config.lr_decay} at epochs {list(config.lr_milestones)}), ≤{config.max_num_next_clicks} extra clicks, "
         f"{config.compute_dtype} compute"
+        + (f", {config.grad_accum_steps} accumulated micro-batches of {config.batch_size // config.grad_accum_steps}"
+           if config.grad_accum_steps > 1 else "")
+        + (f", NoC evaluation every {config.eval_every_steps} steps on {config.eval_data}"
+           if config.eval_every_steps else "")
     )

@@ -33,13 +33,14 @@ from skipclick_jax.train.config import preset
 
 pytestmark = pytest.mark.multiprocess
 
-OVERRIDES = {"checkpoint_every_steps": 4, "log_every_steps": 1, "export_with_checkpoints": True}
+WATCHDOG_S = 15  # the survivor of a killed peer must stop within this (+ polling)
+OVERRIDES = {"checkpoint_every_steps": 4, "log_every_steps": 1, "export_with_checkpoints": True,
+             "watchdog_timeout_s": WATCHDOG_S}
 CONFIG = dataclasses.replace(preset("tiny"), **OVERRIDES)
 # 2 × 4 devices vs 1 × 8: the same program split over two processes. Measured difference of the logged
 # losses (float32): 0 in every step (see the report of issue 13); the tolerance leaves room for a
 # different all-reduce order only.
 LOSS_RTOL = 1e-6
-WATCHDOG_S = 15  # the survivor of a killed peer must stop within this (+ polling)
 
 # Each process: the CLI, with the export writes of every process recorded (process 0 alone may export).
 _DRIVER = """
@@ -66,7 +67,7 @@ def _free_port() -> int:
 def _launch(workdir: Path, root: Path, max_steps: int, log: Path) -> list[subprocess.Popen]:
     """Start the two processes of one run (same command, process id 0 and 1)."""
     port = _free_port()
-    sets = [f"{k}={str(v).lower()}" for k, v in OVERRIDES.items()] + [f"watchdog_timeout_s={WATCHDOG_S}"]
+    sets = [f"{k}={str(v).lower()}" for k, v in OVERRIDES.items()]
     argv = [sys.executable, "-c", _DRIVER, "train", "--config", "tiny", "--workdir", str(workdir),
             "--data", f"cocolvis:{root}", "--no-progress", "--max-steps", str(max_steps), *sets]
     procs = []
