@@ -81,8 +81,7 @@ class ClickEngine:
         self.capacity = capacity
         self._capacity_lock = threading.Lock()  # sessions on several threads may share an engine
         self.device = device if device is not None else jax.devices()[0]
-        self.params = self.put(params)
-        self.variables = jax.jit(prepare_variables, static_argnums=0)(model, self.params)
+        self.set_params(params)
         self._encode = jax.jit(self.encode_step)
         self._logits = jax.jit(self._logits_impl)
         self._click = jax.jit(self.click_step, donate_argnums=(2,))
@@ -135,6 +134,12 @@ class ClickEngine:
         return resize_bilinear(x, hw, align_corners=True)
 
     # --- public API -----------------------------------------------------------------------------
+    def set_params(self, params: Any) -> None:
+        """Use new parameters (of the same shapes: the compiled steps are kept, e.g. for evaluation during
+        training) and prepare them again."""
+        self.params = self.put(params)
+        self.variables = jax.jit(prepare_variables, static_argnums=0)(self.model, self.params)
+
     def put(self, tree: Any) -> Any:
         """Commit arrays (numpy or JAX, any pytree) to the engine's device; a no-op for those already there."""
         return jax.device_put(tree, self.device)

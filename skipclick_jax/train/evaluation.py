@@ -71,7 +71,7 @@ class TrainEvaluator:
             self._evaluator = BatchedEvaluator(self._engine, self.config.eval_batch,
                                                max_clicks=self.config.eval_max_clicks)
         else:
-            replace_engine_params(self._engine, params)
+            self._engine.set_params(params)
         return self._evaluator
 
     def evaluate(self, full_params: Any) -> dict[str, float]:
@@ -99,16 +99,6 @@ class TrainEvaluator:
                       {"step": step, "best_metric": name, "best_value": value, "train_config": self.config.name})
         self.best_value, self.best_step = value, step
         return True
-
-
-def replace_engine_params(engine: Any, params: Any) -> None:
-    """Give a `ClickEngine` new parameters of the same shapes, keeping its compiled functions (they take
-    the parameters as arguments). Engines that prepare their weights (`variables`) get them prepared again."""
-    engine.params = engine.put(params)
-    if hasattr(engine, "variables"):
-        from ..model import skipclick
-
-        engine.variables = jax.jit(skipclick.prepare_variables, static_argnums=0)(engine.model, engine.params)
 
 
 def _read_best(directory: Path, metric: str) -> tuple[float | None, int | None]:
