@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ..atomic import write_bytes_atomic
 from ..model import init_params
 from .checkpointing import EXPORT_DIR, TrainCheckpointer, export_params
 from .config import TrainConfig
@@ -203,7 +204,9 @@ def train(
     _check_resume_config(workdir, config)  # every process, so that all of them stop on a mismatch
     if is_chief:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        # Atomic: the other processes read this file at the same moment (`_check_resume_config`); a plain
+        # write_text truncates it first, and a reader then sees an empty file.
+        write_bytes_atomic(workdir / CONFIG_FILE, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
 
     mesh = make_mesh()
     n_dev, n_proc = mesh.size, jax.process_count()
