@@ -53,3 +53,13 @@ def compile_counter():
     yield count
     jax.monitoring.unregister_event_duration_listener(on_duration)
     jax.monitoring.unregister_event_listener(on_event)
+
+
+# Folders whose tests take tens of seconds to minutes each (compiling train steps, subprocess runs, ONNX
+# export). pytest-xdist hands tests out in collection order; starting these first keeps one worker from
+# ending the run alone on a two-minute test while the other idles.
+HEAVY_FIRST = ("tests/train/", "tests/deploy/")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(HEAVY_FIRST))  # stable: order kept otherwise

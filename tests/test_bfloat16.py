@@ -34,10 +34,11 @@ def small_model(name: str, dtype) -> tuple[SkipClick, dict, int]:
     return SkipClick(config, dtype=dtype), init_params(config, seed=1), 8 * config.patch_size
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny_dinov3", "tiny_convstack"])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize(("name", "dtype"), [("tiny", jnp.float32), ("tiny", jnp.bfloat16),
+                                             ("tiny_dinov3", jnp.bfloat16), ("tiny_convstack", jnp.bfloat16)])
 def test_prepared_variables_give_the_plain_outputs(name, dtype):
-    """Casting kernels once and storing the FPN halves in GEMM layout changes nothing, bit for bit."""
+    """Casting kernels once and storing the FPN halves in GEMM layout changes nothing, bit for bit (float32
+    DINOv3 / conv-stack engines are also held to the reference by their session tests)."""
     model, params, size = small_model(name, dtype)
     image, prev, points = random_inputs(2, size, seed=3)
     plain = jax.jit(model.apply)({"params": params}, image, prev, points)

@@ -136,8 +136,8 @@ class _UnusedNorm(nn.Module):
 
 def _raw_taps(monkeypatch):
     real = dinov3.layer_norm
-    monkeypatch.setattr(dinov3, "layer_norm", lambda name=None, dtype=jnp.float32, eps=1e-6: _UnusedNorm(name=name)
-                        if name == "norm" else real(name, dtype, eps))
+    monkeypatch.setattr(dinov3, "layer_norm", lambda name=None, eps=1e-6: _UnusedNorm(name=name)
+                        if name == "norm" else real(name, eps))
 
 
 def _rope_axes_swapped(monkeypatch):

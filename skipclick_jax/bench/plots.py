@@ -42,7 +42,7 @@ def _latency_vs(rows: list[dict[str, Any]], key: str, fixed: str, title: str, pa
 
 
 def _stage_bars(breakdown: dict[str, Any], label: str, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), constrained_layout=True)
     for ax, part in zip(axes, ("encode", "click"), strict=True):
         r = breakdown[part]
         names = [s["stage"] for s in r["stages"]]
