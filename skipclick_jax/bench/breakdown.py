@@ -17,15 +17,8 @@ import jax
 import numpy as np
 
 from ..inference.engine import Click, ClickEngine
-from .roofline import Peaks, bound_ms
+from .roofline import Peaks, bound_ms, xla_cost
 from .stages import Stage, click_stages, encode_output, encode_stages, run_stages
-
-
-def _cost(compiled: Any) -> tuple[float, float]:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0]
-    return float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
 
 
 def memory_bytes(compiled: Any) -> dict[str, int] | None:
@@ -38,14 +31,25 @@ def memory_bytes(compiled: Any) -> dict[str, int] | None:
     return out
 
 
-def _p50_ms(fn: Callable[..., Any], args: tuple[Any, ...], calls: int) -> tuple[float, Any]:
-    out = jax.block_until_ready(fn(*args))  # warm (compiled already)
+def _p50_ms(compiled: Callable[..., Any], args: tuple[Any, ...], calls: int) -> tuple[float, Any]:
+    out = jax.block_until_ready(compiled(*args))  # warm
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
+        out = jax.block_until_ready(compiled(*args))
         times.append(1e3 * (time.perf_counter() - t0))
     return float(np.median(times)), out
+
+
+def _program(name: str, fn: Callable[..., Any], counted_fn: Callable[..., Any], args: tuple[Any, ...],
+             counted: ClickEngine, calls: int, peaks: Peaks | None, dtype: str) -> tuple[dict[str, Any], Any]:
+    """Compile `fn(*args)` once, time it, and describe it; `args[0]` is the variables. FLOPs come from the
+    same program on the fused-attention model `counted` (XLA counts the per-head loop body once)."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    ms, out = _p50_ms(compiled, args, calls)
+    flops, _ = xla_cost(jax.jit(counted_fn).lower(counted.variables, *args[1:]).compile())
+    _, nbytes = xla_cost(compiled)
+    return _figures(name, ms, flops, nbytes, peaks, dtype) | {"memory": memory_bytes(compiled)}, out
 
 
 def _figures(name: str, ms: float, flops: float, nbytes: float, peaks: Peaks | None, dtype: str) -> dict[str, Any]:
@@ -64,14 +68,9 @@ def _measure(stages: list[Stage], counted_stages: list[Stage], engine: ClickEngi
     rows: list[dict[str, Any]] = []
     counted_by_name = {s.name: s for s in counted_stages}
 
-    def each(stage: Stage, jitted: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        ms, out = _p50_ms(jitted, args, calls)
-        # FLOPs from the fused-attention model (XLA counts the per-head loop body once).
-        counted_args = (counted.variables, *args[1:])
-        flops, _ = _cost(jax.jit(counted_by_name[stage.name].fn).lower(*counted_args).compile())
-        compiled = jitted.lower(*args).compile()
-        _, nbytes = _cost(compiled)
-        rows.append(_figures(stage.name, ms, flops, nbytes, peaks, dtype) | {"memory": memory_bytes(compiled)})
+    def each(stage: Stage, args: tuple[Any, ...]) -> Any:
+        row, out = _program(stage.name, stage.fn, counted_by_name[stage.name].fn, args, counted, calls, peaks, dtype)
+        rows.append(row)
         return out
 
     outputs = run_stages(stages, engine.variables, inputs, each)
@@ -94,26 +93,18 @@ def breakdown(engine: ClickEngine, images: np.ndarray, clicks: list[list[Click]]
 
     enc_rows, enc_out = _measure(encode_stages(engine), encode_stages(counted), engine, counted,
                                  {"images": images}, calls, peaks)
-    fused_encode = jax.jit(engine.encode_step)
     features = encode_output(enc_out)
-    ms, fused_features = _p50_ms(fused_encode, (engine.variables, images), calls)
-    compiled = fused_encode.lower(engine.variables, images).compile()
-    flops, _ = _cost(jax.jit(counted.encode_step).lower(counted.variables, images).compile())
-    result["encode"] = _summary(enc_rows, _figures("encode (fused)", ms, flops, _cost(compiled)[1], peaks, dtype)
-                                | {"memory": memory_bytes(compiled)},
-                                _max_diff(features.tokens, fused_features.tokens))
+    fused, fused_features = _program("encode (fused)", engine.encode_step, counted.encode_step,
+                                     (engine.variables, images), counted, calls, peaks, dtype)
+    result["encode"] = _summary(enc_rows, fused, _max_diff(features.tokens, fused_features.tokens))
 
     inputs = {"features": fused_features, "prev": prev, "offsets": offsets}
     click_rows, click_out = _measure(click_stages(engine), click_stages(counted), engine, counted, inputs, calls,
                                      peaks)
-    fused_click = jax.jit(engine.click_step)  # the engine's step without the donation (inputs are reused)
-    args = (engine.variables, fused_features, prev, offsets)
-    ms, probs = _p50_ms(fused_click, args, calls)
-    compiled = fused_click.lower(*args).compile()
-    flops, _ = _cost(jax.jit(counted.click_step).lower(counted.variables, *args[1:]).compile())
-    result["click"] = _summary(click_rows, _figures("click (fused)", ms, flops, _cost(compiled)[1], peaks, dtype)
-                               | {"memory": memory_bytes(compiled)},
-                               _max_diff(click_out["final resize"], probs))
+    # the engine's step without the donation (its inputs are reused call after call)
+    fused, probs = _program("click (fused)", engine.click_step, counted.click_step,
+                            (engine.variables, fused_features, prev, offsets), counted, calls, peaks, dtype)
+    result["click"] = _summary(click_rows, fused, _max_diff(click_out["final resize"], probs))
     stats = engine.device.memory_stats()  # None on CPU
     keys = ("peak_bytes_in_use", "bytes_limit")
     result["device_memory"] = {k: stats[k] for k in keys if k in stats} if stats else None

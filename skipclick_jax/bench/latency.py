@@ -23,6 +23,7 @@ import numpy as np
 
 from ..inference.engine import ClickEngine
 from ..model import SkipClick
+from .roofline import xla_cost
 
 # A percentile is reported only with at least this many timed calls behind it.
 MIN_CALLS = {50: 1, 90: 10, 99: 100}
@@ -67,12 +68,6 @@ class Row:
         return out
 
 
-def _flops(compiled: Any) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0]
-    return float(analysis.get("flops", 0.0))
-
 
 def bench_clicks(batch: int, size: int) -> list[list[tuple[float, float, bool]]]:
     """A realistic click state: 3 positives and 2 negatives per item, fractional coordinates."""
@@ -102,8 +97,8 @@ def bench_engine(model: SkipClick, params: Any, size: int, batch: int, flip: boo
     # per-head loop once, which would undercount the attention by the number of heads.
     counted = ClickEngine(model.clone(attention="fused"), engine.params, size, flip=flip)
     offsets = counted.encode_clicks(clicks)
-    encode_flops = _flops(jax.jit(counted.encode_step).lower(counted.variables, counted.put(images)).compile())
-    click_flops = _flops(jax.jit(counted.click_step).lower(counted.variables, features, prev, offsets).compile())
+    encode_flops, _ = xla_cost(jax.jit(counted.encode_step).lower(counted.variables, counted.put(images)).compile())
+    click_flops, _ = xla_cost(jax.jit(counted.click_step).lower(counted.variables, features, prev, offsets).compile())
 
     torch_timer = None
     if torch_ref is not None:

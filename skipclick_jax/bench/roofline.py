@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,14 @@ KNOWN_PEAKS = {
     "A100-SXM4-80GB": Peaks({"bfloat16": 312.0, "float32": 156.0}, 2039.0, "NVIDIA A100 datasheet"),
     "A100-SXM4-40GB": Peaks({"bfloat16": 312.0, "float32": 156.0}, 1555.0, "NVIDIA A100 datasheet"),
 }
+
+
+def xla_cost(program: Any) -> tuple[float, float]:
+    """(FLOPs, bytes accessed) of a lowered or compiled XLA program, from XLA's cost analysis."""
+    analysis = program.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older JAX: one dict per program
+        analysis = analysis[0]
+    return float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
 
 
 def known_peaks(device: jax.Device) -> Peaks | None:

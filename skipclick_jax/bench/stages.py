@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from ..inference.engine import ClickEngine
 from ..model.clicks import ClickOffsets
@@ -57,7 +56,7 @@ def encode_output(outputs: dict[str, Any]) -> ImageFeatures:
 
 def click_stages(engine: ClickEngine) -> list[Stage]:
     """The click step: click maps + patch embedding, fusion stack, FPN, head, final resize (+ flip average,
-    sigmoid)."""
+    sigmoid), for one object per encoded image (the features and the masks have the same batch)."""
     model = engine.model
     size = (engine.size, engine.size)
 
@@ -69,8 +68,6 @@ def click_stages(engine: ClickEngine) -> list[Stage]:
         return model.apply(v, x, features, method=SkipClick.fuse_clicks)
 
     def fpn(v: Any, x: jax.Array, terms: Any) -> list[jax.Array]:
-        if terms is not None and terms[0].shape[0] != x.shape[0]:  # K objects of one image
-            terms = tuple(jnp.repeat(t, x.shape[0] // t.shape[0], axis=0) for t in terms)
         return model.apply(v, x, terms, method=lambda m, x, t: m.neck(x, t))
 
     def resize(v: Any, logits: jax.Array) -> jax.Array:
@@ -87,12 +84,11 @@ def click_stages(engine: ClickEngine) -> list[Stage]:
 
 
 def run_stages(stages: list[Stage], variables: Any, inputs: dict[str, Any],
-               each: Callable[[Stage, Callable[..., Any], tuple[Any, ...]], Any] | None = None) -> dict[str, Any]:
-    """Run the stages in order, each jitted on its own; `each(stage, jitted, args)` may replace a call
-    (e.g. to time it) and must return the stage's output. Returns every output by stage name."""
+               each: Callable[[Stage, tuple[Any, ...]], Any] | None = None) -> dict[str, Any]:
+    """Run the stages in order, each compiled on its own; `each(stage, args)` may replace the call (e.g. to
+    time it) and must return the stage's output. Returns every output by stage name."""
     outputs = dict(inputs)
     for stage in stages:
-        jitted = jax.jit(stage.fn)
         args = (variables, *stage.inputs(outputs))
-        outputs[stage.name] = each(stage, jitted, args) if each else jitted(*args)
+        outputs[stage.name] = each(stage, args) if each else jax.jit(stage.fn)(*args)
     return outputs

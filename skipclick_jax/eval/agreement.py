@@ -71,16 +71,14 @@ def compare_sessions(reference: Any, other: Any, samples: list[tuple[np.ndarray,
 def run(args: Any) -> int:
     import jax.numpy as jnp
 
-    from ..inference import ClickEngine, ClickSession
+    from ..inference import ClickSession
     from .models import load_eval_model
     from .runner import open_dataset, resolve_datasets
 
     model = load_eval_model(args.checkpoint, "float32")
     size = args.size or model.model.config.image_size  # default: the size the weights were trained at
-    sessions = []
-    for dtype in ("float32", args.dtype):
-        m = model.model.clone(dtype=jnp.dtype(dtype))
-        sessions.append(ClickSession(m, model.params, engine=ClickEngine(m, model.params, size, flip=args.flip)))
+    sessions = [ClickSession(model.model.clone(dtype=jnp.dtype(dtype)), model.params, size=size, flip=args.flip)
+                for dtype in ("float32", args.dtype)]
     samples = []
     for spec in resolve_datasets(args.datasets):
         samples += [(s.image, s.gt) for s in open_dataset(spec)]

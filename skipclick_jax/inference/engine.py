@@ -54,6 +54,10 @@ def points_array(clicks_per_item: list[list[Click]], capacity: int, size: int, f
     return np.stack(items)
 
 
+# One compiled preparation per model and weight shapes, shared by every engine (and every `set_params`).
+_prepare = jax.jit(prepare_variables, static_argnums=0)
+
+
 def _flip_w(x: jax.Array) -> jax.Array:
     return x[:, :, ::-1]
 
@@ -138,7 +142,7 @@ class ClickEngine:
         """Use new parameters (of the same shapes: the compiled steps are kept, e.g. for evaluation during
         training) and prepare them again."""
         self.params = self.put(params)
-        self.variables = jax.jit(prepare_variables, static_argnums=0)(self.model, self.params)
+        self.variables = _prepare(self.model, self.params)
 
     def put(self, tree: Any) -> Any:
         """Commit arrays (numpy or JAX, any pytree) to the engine's device; a no-op for those already there."""

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bench.roofline import xla_cost
+
 
 @contextlib.contextmanager
 def _fused_attention() -> Iterator[None]:
@@ -57,10 +59,7 @@ def synthetic_batch(config: Any, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _cost_flops(lowered: Any, compiled: bool) -> float:
-    analysis = lowered.compile().cost_analysis() if compiled else lowered.cost_analysis()
-    if isinstance(analysis, list):  # older JAX returned one dict per program
-        analysis = analysis[0]
-    return float(analysis["flops"])
+    return xla_cost(lowered.compile() if compiled else lowered)[0]
 
 
 def step_flops(config: Any, compiled: bool = True) -> dict[str, float]:
